@@ -1,0 +1,86 @@
+"""Cost model: FLOPs of a schedule from per-step FLOPs per role, and FLOP counting on the meta device.
+
+Paper Table 2 reports TFLOPs of the DiT blocks per video; with per-step costs ``LLL / N`` and ``SSS / N`` a
+schedule costs ``sum over steps of cost(role)``. :func:`measure_call_flops` counts one transformer call of a
+full-size config on the meta device (no weights, no memory) with ``torch.utils.flop_counter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .profile import Cost
+from .schedule import count_steps
+
+
+def schedule_cost(
+    plan: Sequence[str],
+    flops_per_step: Mapping[str, float],
+    reference_role: str = "large",
+    source: str = "",
+) -> Cost:
+    """Total FLOPs of a per-step plan and its ratio to running ``reference_role`` at every step (Table 2)."""
+    if not plan:
+        raise ValueError("plan is empty; give the role of every step (see flowblending.schedule.plan_steps).")
+    missing = sorted({r for r in [*plan, reference_role] if r not in flops_per_step})
+    if missing:
+        raise ValueError(
+            f"flops_per_step has no entry for role(s) {', '.join(missing)}; give FLOPs per step for every role used."
+        )
+    counts = count_steps(plan)
+    total = sum(flops_per_step[r] * n for r, n in counts.items())
+    large_only = flops_per_step[reference_role] * len(plan)
+    ratio = total / large_only
+    return Cost(
+        flops_per_step={r: float(flops_per_step[r]) for r in flops_per_step},
+        steps={r: counts.get(r, 0) for r in flops_per_step},
+        step_fraction={r: counts.get(r, 0) / len(plan) for r in flops_per_step},
+        flops_total=float(total),
+        flops_large_only=float(large_only),
+        flops_ratio=float(ratio),
+        predicted_speedup=float(1.0 / ratio),
+        reference_role=reference_role,
+        source=source,
+    )
+
+
+def rescale_cost(cost: Cost, plan: Sequence[str]) -> Cost:
+    """The same per-step costs applied to another plan (e.g. a run with a different step count)."""
+    return schedule_cost(plan, cost.flops_per_step, cost.reference_role, cost.source)
+
+
+def _to_meta(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to("meta")
+    if isinstance(value, Mapping):
+        return {k: _to_meta(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_meta(v) for v in value)
+    return value
+
+
+def measure_call_flops(model: Any, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None) -> int:
+    """FLOPs of one forward call of ``model`` with these inputs, counted on the meta device.
+
+    A weightless copy is built from ``model.config`` on the meta device, so counting a 14B model costs no
+    memory; attention is counted through the math SDPA kernel (the only one FlopCounterMode sees on CPU).
+    ``model`` may also be a ``(model_class, config)`` pair.
+    """
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if isinstance(model, tuple):
+        model_cls, config = model
+    else:
+        model_cls, config = type(model), model.config
+    with torch.device("meta"):
+        meta_model = model_cls.from_config(config)
+    meta_model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        meta_model(*_to_meta(tuple(args)), **_to_meta(dict(kwargs or {})))
+    return int(counter.get_total_flops())

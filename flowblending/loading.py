@@ -1,0 +1,231 @@
+"""Load a profile's models into a stock diffusers pipeline and install the routing transformer.
+
+``load_pipeline`` loads the base role's full pipeline (text encoder, VAE, tokenizer, scheduler) with
+``DiffusionPipeline.from_pretrained`` and only the transformer of every other role; ``apply_profile`` installs
+the router in a pipeline the user already has. Pair compatibility is checked before anything is generated.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError
+from .profile import ModelSpec, Profile, load_profile
+from .router import RoutingTransformer, Routing
+from .schedule import Segment
+
+#: Config fields that must agree between transformers sharing one pipeline (latents in, velocity out, text in).
+COMPATIBILITY_FIELDS = (
+    "in_channels",
+    "out_channels",
+    "patch_size",
+    "patch_size_t",
+    "text_dim",
+    "caption_channels",
+    "cross_attention_dim",
+    "image_dim",
+    "pos_embed_seq_len",
+)
+
+
+def check_compatible(base: Any, other: Any, base_role: str = "large", other_role: str = "small") -> None:
+    """Raise IncompatibleModelsError naming the first config field on which two transformers disagree."""
+    if type(base).__name__ != type(other).__name__:
+        raise IncompatibleModelsError(
+            f"transformer of role {other_role!r} is a {type(other).__name__} but the {base_role!r} pipeline uses "
+            f"{type(base).__name__}; both roles must be the same model family."
+        )
+    base_cfg, other_cfg = dict(base.config), dict(other.config)
+    for name in COMPATIBILITY_FIELDS:
+        a, b = base_cfg.get(name), other_cfg.get(name)
+        if isinstance(a, list):
+            a = tuple(a)
+        if isinstance(b, list):
+            b = tuple(b)
+        if a != b:
+            raise IncompatibleModelsError(
+                f"transformers of roles {base_role!r} and {other_role!r} differ in config field {name!r}: "
+                f"{a!r} vs {b!r}; they cannot share latents and text embeddings. Use a pair of the same family."
+            )
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _not_available(spec: ModelSpec, role: str, exc: BaseException) -> ModelNotAvailableError:
+    where = f" (revision {spec.revision})" if spec.revision else ""
+    if os.path.isabs(spec.id) or spec.id.startswith("."):
+        hint = f"the directory {spec.id} does not hold a diffusers model ({exc.__class__.__name__}: {exc})"
+        return ModelNotAvailableError(f"cannot load the {role!r} model: {hint}.")
+    mode = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else "local_files_only or no network"
+    return ModelNotAvailableError(
+        f"cannot load the {role!r} model {spec.id!r}{where}: it is not in the local Hugging Face cache and "
+        f"cannot be downloaded ({mode}). Fetch it first with `huggingface-cli download {spec.id}`, or point the "
+        "profile's models entry at a local directory."
+    )
+
+
+def _pipeline_class(name: str) -> Any:
+    import diffusers
+
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        warnings.warn(
+            f"diffusers {diffusers.__version__} has no pipeline class {name!r}; falling back to DiffusionPipeline "
+            "(the class recorded in the repository's model_index.json).",
+            stacklevel=3,
+        )
+        return diffusers.DiffusionPipeline
+    return cls
+
+
+def load_transformer(
+    profile: Profile | str,
+    role: str,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+    like: Any = None,
+) -> Any:
+    """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision)."""
+    profile = load_profile(profile)
+    if role not in profile.models:
+        raise FlowBlendingError(f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}.")
+    spec = profile.models[role]
+    import diffusers
+
+    cls = getattr(diffusers, spec.transformer_class, None) if spec.transformer_class else None
+    if cls is None:
+        if like is None:
+            raise FlowBlendingError(
+                f"profile {profile.name!r} gives no transformer_class for role {role!r}; add it to models.{role}."
+            )
+        cls = type(like)
+    kwargs: dict[str, Any] = {"revision": spec.revision, "torch_dtype": torch_dtype}
+    if spec.subfolder:
+        kwargs["subfolder"] = spec.subfolder
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    try:
+        model = cls.from_pretrained(spec.id, **kwargs)
+    except OSError as exc:
+        raise _not_available(spec, role, exc) from exc
+    return model.eval()
+
+
+def apply_profile(
+    pipe: Any,
+    profile: Profile | str | os.PathLike,
+    transformers: Mapping[str, Any] | None = None,
+    *,
+    schedule: tuple[Segment, ...] | None = None,
+    routing: Routing = "fraction",
+) -> Any:
+    """Install the profile's routing transformer as ``pipe.transformer`` and return the pipeline.
+
+    ``pipe.transformer`` is the base role's model (or a router already installed: it is replaced);
+    ``transformers`` gives the other roles' models, e.g. ``{"small": small_transformer}``. A model id that
+    differs from the profile's only warns, so a shipped profile can be applied to a fine-tune.
+    """
+    profile = load_profile(profile)
+    current = pipe.transformer
+    given = dict(transformers or {})
+    if isinstance(current, RoutingTransformer):
+        given = {**{r: m for r, m in current.roles.items()}, **given}
+        current = current.roles[current.base_role]
+    if profile.base_role in given and given[profile.base_role] is not current:
+        raise FlowBlendingError(
+            f"transformers[{profile.base_role!r}] was given but the base role's transformer is the pipeline's own "
+            "(pipe.transformer); leave it out of transformers."
+        )
+    given[profile.base_role] = current
+    segments = schedule or profile.schedule
+    needed = {s.model for s in segments}
+    missing = sorted(needed - set(given))
+    if missing:
+        raise FlowBlendingError(
+            f"profile {profile.name!r} runs role(s) {', '.join(missing)} but no transformer was given for them; "
+            f"pass transformers={{{missing[0]!r}: flowblending.load_transformer(profile, {missing[0]!r})}}."
+        )
+    unknown = sorted(set(given) - set(profile.models))
+    if unknown:
+        raise FlowBlendingError(
+            f"transformers has role(s) {', '.join(unknown)} that profile {profile.name!r} does not define; "
+            f"its roles are {', '.join(profile.roles)}."
+        )
+    if type(pipe).__name__ != profile.pipeline_class:
+        warnings.warn(
+            f"profile {profile.name!r} was calibrated with {profile.pipeline_class}, applying it to "
+            f"{type(pipe).__name__}.",
+            stacklevel=2,
+        )
+    for role, model in given.items():
+        if role != profile.base_role:
+            check_compatible(current, model, profile.base_role, role)
+        _warn_if_other_model(model, profile.models[role], role)
+        model.eval()
+    router = RoutingTransformer(
+        {r: given[r] for r in given if r in needed or r == profile.base_role},
+        segments,
+        base_role=profile.base_role,
+        routing=routing,
+        boundary_sigmas=[b.sigma for b in profile.boundaries] if routing == "sigma" else None,
+    )
+    pipe.transformer = router
+    router.attach(pipe)
+    return pipe
+
+
+def _warn_if_other_model(model: Any, spec: ModelSpec, role: str) -> None:
+    loaded = str(getattr(model.config, "_name_or_path", "") or "")
+    if not loaded:
+        return
+    norm = loaded.rstrip("/")
+    if spec.subfolder and norm.endswith("/" + spec.subfolder):
+        norm = norm[: -len(spec.subfolder) - 1]
+    if norm != spec.id.rstrip("/") and not norm.endswith(spec.id.rstrip("/")):
+        warnings.warn(
+            f"role {role!r}: the profile was calibrated on {spec.id!r} but the model given was loaded from "
+            f"{loaded!r}; the boundaries may not be optimal for it (recalibrate with `flowblending calibrate`).",
+            stacklevel=3,
+        )
+
+
+def load_pipeline(
+    profile: Profile | str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    torch_dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+    routing: Routing = "fraction",
+    schedule: tuple[Segment, ...] | None = None,
+    **from_pretrained_kwargs: Any,
+) -> Any:
+    """Load the base role's pipeline and the other roles' transformers, then install the router."""
+    profile = load_profile(profile)
+    spec = profile.models[profile.base_role]
+    cls = _pipeline_class(profile.pipeline_class)
+    kwargs: dict[str, Any] = {"revision": spec.revision, "torch_dtype": torch_dtype, **from_pretrained_kwargs}
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    try:
+        pipe = cls.from_pretrained(spec.id, **kwargs)
+    except OSError as exc:
+        raise _not_available(spec, profile.base_role, exc) from exc
+    segments = schedule or profile.schedule
+    others = {
+        role: load_transformer(
+            profile, role, torch_dtype=torch_dtype, local_files_only=local_files_only, like=pipe.transformer
+        )
+        for role in sorted({s.model for s in segments} - {profile.base_role})
+    }
+    apply_profile(pipe, profile, others, schedule=schedule, routing=routing)
+    if device is not None:
+        pipe.to(device)
+    return pipe

@@ -1,0 +1,222 @@
+"""The routing transformer: one module set as ``pipe.transformer`` that runs the planned model at each step.
+
+DESIGN decision 1: stock diffusers pipelines are never forked. The router holds every role's transformer,
+exposes the base (large) model's ``config``, ``dtype`` and ``device``, and on each call looks up the current
+step from the pipeline's scheduler (``scheduler.step_index``, which is exact even when UniPC repeats a
+timestep) to pick the model of the planned segment. All calls of one step (Wan's cond and uncond calls,
+LTX's batched call) therefore go to the same model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from diffusers.models.modeling_utils import ModelMixin
+
+from .errors import FlowBlendingError
+from .schedule import Segment, plan_by_sigma, plan_segments
+
+Routing = Literal["fraction", "sigma"]
+
+
+@dataclass
+class RunCounters:
+    """Per-run counters: transformer calls and distinct steps per role, and the role of every step."""
+
+    num_steps: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    step_roles: dict[int, str] = field(default_factory=dict)
+
+    def record(self, step: int, role: str) -> None:
+        self.calls[role] = self.calls.get(role, 0) + 1
+        if step not in self.step_roles:
+            self.step_roles[step] = role
+            self.steps[role] = self.steps.get(role, 0) + 1
+
+
+class RoutingTransformer(ModelMixin):
+    """Routes each transformer call of a diffusers pipeline to the model planned for the current step.
+
+    Args:
+        models: role -> transformer; the ``base_role`` model supplies ``config``, ``dtype`` and ``device``.
+        schedule: segments over fractions of the process (see :mod:`flowblending.schedule`).
+        base_role: the role whose pipeline this router is installed in (usually ``"large"``).
+        routing: ``"fraction"`` (step i of N runs the segment holding i/N, DESIGN decision 2) or ``"sigma"``
+            (the segment whose noise-level range holds the step's sigma; needs ``boundary_sigmas``).
+        boundary_sigmas: sigma at each boundary of the calibration setting (profile ``boundaries[*].sigma``).
+    """
+
+    _supports_gradient_checkpointing = False
+
+    def __init__(
+        self,
+        models: Mapping[str, torch.nn.Module],
+        schedule: Sequence[Segment],
+        base_role: str = "large",
+        routing: Routing = "fraction",
+        boundary_sigmas: Sequence[float] | None = None,
+    ):
+        super().__init__()
+        if base_role not in models:
+            raise FlowBlendingError(
+                f"base_role {base_role!r} is not among the models ({', '.join(models)}); pass the role whose "
+                "pipeline holds the text encoder and VAE."
+            )
+        unknown = sorted({s.model for s in schedule} - set(models))
+        if unknown:
+            raise FlowBlendingError(
+                f"the schedule uses role(s) {', '.join(unknown)} but no transformer was given for them; "
+                f"pass transformers={{{unknown[0]!r}: ...}}."
+            )
+        if routing not in ("fraction", "sigma"):
+            raise FlowBlendingError(f"routing must be 'fraction' or 'sigma', got {routing!r}.")
+        if routing == "sigma" and (boundary_sigmas is None or len(boundary_sigmas) != len(schedule) - 1):
+            raise FlowBlendingError(
+                "routing='sigma' needs one boundary sigma per switch (the profile's boundaries[*].sigma); "
+                f"got {boundary_sigmas!r} for {len(schedule)} segments."
+            )
+        ordered = {base_role: models[base_role], **{k: v for k, v in models.items() if k != base_role}}
+        self.roles = torch.nn.ModuleDict(ordered)
+        self.base_role = base_role
+        self.schedule = tuple(schedule)
+        self.routing = routing
+        self.boundary_sigmas = tuple(boundary_sigmas or ())
+        self._pipeline_ref: weakref.ReferenceType | None = None
+        self._run_timesteps: torch.Tensor | None = None
+        self._plan: tuple[int, ...] = ()
+        self._call_name: str | None = None
+        self._pending_cond: tuple[int, torch.Tensor] | None = None
+        self.counters = RunCounters()
+
+    # --- what the pipeline reads -------------------------------------------------------------------------
+    @property
+    def base(self) -> torch.nn.Module:
+        return self.roles[self.base_role]
+
+    @property
+    def config(self):  # noqa: D102 - the base model's config, read by the pipeline (patch size, channels)
+        return self.base.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    @contextlib.contextmanager
+    def cache_context(self, name: str, **kwargs: Any):
+        """Enter every routed model's cache context (caching hooks keep working) and remember the call name."""
+        self._call_name = name
+        with contextlib.ExitStack() as stack:
+            for model in self.roles.values():
+                if hasattr(model, "cache_context"):
+                    stack.enter_context(model.cache_context(name, **kwargs))
+            try:
+                yield
+            finally:
+                self._call_name = None
+
+    # --- wiring -----------------------------------------------------------------------------------------
+    def attach(self, pipeline: Any) -> None:
+        """Remember the pipeline (weakly) to read its scheduler's step index and guidance scale on each call."""
+        self._pipeline_ref = weakref.ref(pipeline)
+
+    def _pipeline(self) -> Any:
+        pipe = self._pipeline_ref() if self._pipeline_ref is not None else None
+        if pipe is None:
+            raise FlowBlendingError(
+                "the routing transformer is not attached to a pipeline; install it with "
+                "flowblending.apply_profile(pipe, profile, ...) rather than constructing it by hand."
+            )
+        return pipe
+
+    def _current_step(self) -> int:
+        scheduler = self._pipeline().scheduler
+        timesteps = getattr(scheduler, "timesteps", None)
+        if timesteps is None or len(timesteps) == 0:
+            raise FlowBlendingError(
+                f"{type(scheduler).__name__} has no timesteps; the router can only be called from inside a "
+                "pipeline call (after scheduler.set_timesteps)."
+            )
+        if timesteps is not self._run_timesteps:  # set_timesteps ran: a new generation starts
+            self._start_run(scheduler, timesteps)
+        index = scheduler.step_index
+        step = 0 if index is None else int(index)
+        if not 0 <= step < len(self._plan):
+            raise FlowBlendingError(
+                f"scheduler step_index {step} is outside the {len(self._plan)} planned steps; the scheduler "
+                f"{type(scheduler).__name__} takes several model evaluations per step, which the router does not plan."
+            )
+        return step
+
+    def _start_run(self, scheduler: Any, timesteps: torch.Tensor) -> None:
+        n = len(timesteps)
+        if self.routing == "sigma":
+            sigmas = [float(s) for s in scheduler.sigmas[:n]]
+            self._plan = plan_by_sigma(self.schedule, self.boundary_sigmas, sigmas)
+        else:
+            self._plan = plan_segments(self.schedule, n)
+        self._run_timesteps = timesteps
+        self._pending_cond = None
+        self.counters = RunCounters(num_steps=n)
+
+    def plan_for(self, num_steps: int) -> tuple[str, ...]:
+        """Role per step for a fraction-routed run of ``num_steps`` steps."""
+        return tuple(self.schedule[k].model for k in plan_segments(self.schedule, num_steps))
+
+    # --- the call -------------------------------------------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        step = self._current_step()
+        segment = self.schedule[self._plan[step]]
+        model = self.roles[segment.model]
+        dtype = model.dtype
+        args = tuple(_cast(a, dtype) for a in args)
+        kwargs = {k: (v if k == "timestep" else _cast(v, dtype)) for k, v in kwargs.items()}
+        out = model(*args, **kwargs)
+        self.counters.record(step, segment.model)
+        sample = out[0] if isinstance(out, tuple) else out.sample
+        sample = sample.to(self.dtype)
+        if segment.guidance_scale is not None:
+            sample = self._guide(step, sample, segment.guidance_scale)
+        if isinstance(out, tuple):
+            return (sample, *out[1:])
+        out.sample = sample
+        return out
+
+    def _guide(self, step: int, sample: torch.Tensor, scale: float) -> torch.Tensor:
+        """Turn the pipeline's CFG ``u + g (c - u)`` into ``u + g' (c - u)`` for a per-segment scale ``g'``."""
+        pipeline_scale = float(getattr(self._pipeline(), "guidance_scale", 1.0))
+        name = self._call_name
+        if name == "cond_uncond":  # LTX: one batched call [uncond, cond]
+            if pipeline_scale == 0:
+                raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale > 0.")
+            uncond, cond = sample.chunk(2)
+            return torch.cat([uncond, uncond + (scale / pipeline_scale) * (cond - uncond)])
+        if name == "cond":  # Wan: cond first, uncond second; the uncond output is adjusted
+            self._pending_cond = (step, sample)
+            return sample
+        if name == "uncond" and self._pending_cond is not None and self._pending_cond[0] == step:
+            if pipeline_scale == 1.0:
+                raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale != 1 (CFG enabled).")
+            cond = self._pending_cond[1]
+            self._pending_cond = None
+            return (sample + scale * (cond - sample) - pipeline_scale * cond) / (1.0 - pipeline_scale)
+        raise FlowBlendingError(
+            f"per-segment guidance_scale is set but the pipeline's call pattern ({name!r}) is not one the router "
+            "knows (Wan's cond/uncond calls or LTX's batched cond_uncond call); remove guidance_scale from the "
+            "schedule's segments for this pipeline."
+        )
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
+        return value.to(dtype)
+    return value
