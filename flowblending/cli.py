@@ -85,11 +85,14 @@ def inspect(profile: str, steps: int | None) -> None:
         f"setting: {s.num_inference_steps} steps, {s.scheduler.cls} shift {s.scheduler.flow_shift}, guidance "
         f"{s.guidance_scale}, {s.width}x{s.height}, {s.num_frames} frames"
     )
-    click.echo(f"schedule {pattern_of(p.schedule)}: " + ", ".join(
-        f"{seg.model} [{seg.start:g}, {seg.end:g})" for seg in p.schedule
-    ))
+    click.echo(
+        f"schedule {pattern_of(p.schedule)}: "
+        + ", ".join(f"{seg.model} [{seg.start:g}, {seg.end:g})" for seg in p.schedule)
+    )
     for b in p.boundaries:
-        click.echo(f"  switch {b.from_role}->{b.to_role} at {b.fraction:g} = step {b.step}, sigma {b.sigma:.4f}")
+        click.echo(
+            f"  switch {b.from_role}->{b.to_role} at {b.fraction:g} = step {b.step}, sigma {b.sigma:.4f}"
+        )
     c = p.cost
     click.echo(
         f"cost: {c.flops_total / 1e12:,.1f} TFLOPs vs {c.flops_large_only / 1e12:,.1f} large-only "
@@ -104,7 +107,9 @@ def inspect(profile: str, steps: int | None) -> None:
 
 
 # --- run ------------------------------------------------------------------------------------------------
-def _schedule_override(profile: Profile, pattern: str | None, boundaries: str | None) -> tuple[Segment, ...] | None:
+def _schedule_override(
+    profile: Profile, pattern: str | None, boundaries: str | None
+) -> tuple[Segment, ...] | None:
     if pattern is None and boundaries is None:
         return None
     cuts = None
@@ -154,35 +159,75 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 
 
 @cli.command()
-@click.option("--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, demo) or path.")
+@click.option(
+    "--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, demo) or path."
+)
 @click.option("--prompt", default=None, help="Text prompt.")
-@click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None,
-              help="File with one prompt per line (writes one video per prompt to --output-dir).")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Conditioning image for image-to-video profiles.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File with one prompt per line (writes one video per prompt to --output-dir).",
+)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Conditioning image for image-to-video profiles.",
+)
 @click.option("--negative-prompt", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (plan scales with it).")
+@click.option(
+    "--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (plan scales with it)."
+)
 @click.option("--guidance-scale", type=click.FloatRange(min=0), default=None)
 @click.option("--height", type=click.IntRange(min=1), default=None)
 @click.option("--width", type=click.IntRange(min=1), default=None)
 @click.option("--num-frames", type=click.IntRange(min=1), default=None)
-@click.option("--schedule", "pattern", default=None, help="Override the schedule pattern, e.g. LSL, LSS, LLL.")
+@click.option(
+    "--schedule", "pattern", default=None, help="Override the schedule pattern, e.g. LSL, LSS, LLL."
+)
 @click.option("--boundaries", default=None, help="Override the boundaries, e.g. 0.4,0.8.")
-@click.option("--routing", type=click.Choice(["fraction", "sigma"]), default="fraction", show_default=True,
-              help="Route steps by fraction of the process or by noise level (sigma).")
+@click.option(
+    "--routing",
+    type=click.Choice(["fraction", "sigma"]),
+    default="fraction",
+    show_default=True,
+    help="Route steps by fraction of the process or by noise level (sigma).",
+)
 @click.option("--device", default=None, help="cuda, cpu, cuda:1... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Video file (.mp4 or .gif).")
-@click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Folder for --prompts videos.")
+@click.option(
+    "--output-dir", type=click.Path(file_okay=False), default=None, help="Folder for --prompts videos."
+)
 @click.option("--fps", type=click.IntRange(min=1), default=None)
 @click.option("--local-files-only", is_flag=True, help="Never download (also set by HF_HUB_OFFLINE=1).")
 @click.option("--dry-run", is_flag=True, help="Print the per-step plan and FLOPs; load no weights.")
-def run(profile_name: str, prompt: str | None, prompts_file: str | None, image: str | None,
-        negative_prompt: str | None, seed: int, steps: int | None, guidance_scale: float | None,
-        height: int | None, width: int | None, num_frames: int | None, pattern: str | None,
-        boundaries: str | None, routing: str, device: str | None, dtype: str, output: str | None,
-        output_dir: str | None, fps: int | None, local_files_only: bool, dry_run: bool) -> None:
+def run(
+    profile_name: str,
+    prompt: str | None,
+    prompts_file: str | None,
+    image: str | None,
+    negative_prompt: str | None,
+    seed: int,
+    steps: int | None,
+    guidance_scale: float | None,
+    height: int | None,
+    width: int | None,
+    num_frames: int | None,
+    pattern: str | None,
+    boundaries: str | None,
+    routing: str,
+    device: str | None,
+    dtype: str,
+    output: str | None,
+    output_dir: str | None,
+    fps: int | None,
+    local_files_only: bool,
+    dry_run: bool,
+) -> None:
     """Generate a video with a profile (large model early and late, small model in the middle)."""
     from .prompts import read_prompts, slug
 
@@ -194,7 +239,9 @@ def run(profile_name: str, prompt: str | None, prompts_file: str | None, image: 
     if prompt is not None and prompts_file is not None:
         raise FlowBlendingError("give either --prompt or --prompts, not both.")
     if prompt is None and prompts_file is None:
-        raise FlowBlendingError("no prompt: give --prompt TEXT or --prompts FILE (or --dry-run to only plan).")
+        raise FlowBlendingError(
+            "no prompt: give --prompt TEXT or --prompts FILE (or --dry-run to only plan)."
+        )
     if profile.image_to_video and image is None:
         raise FlowBlendingError(
             f"profile {profile.name!r} is image-to-video ({profile.pipeline_class}); give the first frame with --image."
@@ -228,18 +275,32 @@ def run(profile_name: str, prompt: str | None, prompts_file: str | None, image: 
 
     click.echo(f"loading {profile.name}: " + ", ".join(f"{r}={s.id}" for r, s in profile.models.items()))
     pipe = load_pipeline(
-        profile, device=dev, torch_dtype=torch_dtype, local_files_only=local_files_only or None,
-        routing=routing, schedule=schedule,
+        profile,
+        device=dev,
+        torch_dtype=torch_dtype,
+        local_files_only=local_files_only or None,
+        routing=routing,
+        schedule=schedule,
     )
     warned = False
     for text, target in jobs:
         frames, report = generate(
-            pipe, profile, text, seed=seed, image=pil_image, num_inference_steps=steps,
-            guidance_scale=guidance_scale, height=height, width=width, num_frames=num_frames,
+            pipe,
+            profile,
+            text,
+            seed=seed,
+            image=pil_image,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            num_frames=num_frames,
             negative_prompt=negative_prompt,
         )
         if report.setting_differences and not warned:
-            click.echo("warning: outside the calibration setting: " + "; ".join(report.setting_differences), err=True)
+            click.echo(
+                "warning: outside the calibration setting: " + "; ".join(report.setting_differences), err=True
+            )
             warned = True
         save_video(frames, target, fps=fps or profile.setting.fps or 16)
         per_role = ", ".join(f"{r} {n}" for r, n in report.steps_per_role.items())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,28 +29,49 @@ def scheduler_from_spec(setting: Setting) -> Any:
     return cls.from_config(config)
 
 
-def step_sigmas(setting: Setting, num_steps: int | None = None) -> tuple[list[float], list[float]]:
-    """Noise level and timestep at the input of every step for ``num_steps`` (default: the setting's)."""
+#: LTX-Video's VAE compresses 32x spatially and 8x in time (used to recompute its resolution-dependent shift).
+LTX_VAE_COMPRESSION = (32, 8)
+
+
+def step_sigmas(
+    setting: Setting, num_steps: int | None = None, pipeline_class: str = ""
+) -> tuple[list[float], list[float]]:
+    """Noise level and timestep at the input of every step, as the pipeline's own ``set_timesteps`` makes them.
+
+    LTX pipelines pass ``sigmas = linspace(1, 1/N, N)`` and a resolution-dependent ``mu`` (dynamic shifting);
+    Wan pipelines call ``set_timesteps(N)`` and the scheduler applies its flow shift.
+    """
+    import numpy as np
+
     scheduler = scheduler_from_spec(setting)
     n = num_steps or setting.num_inference_steps
-    kwargs: dict[str, Any] = {}
-    if getattr(scheduler.config, "use_dynamic_shifting", False):
-        kwargs["mu"] = float(scheduler.config.get("base_shift", 0.5))
-    scheduler.set_timesteps(n, **kwargs)
+    if pipeline_class.startswith("LTX"):
+        spatial, temporal = LTX_VAE_COMPRESSION
+        frames, height, width = setting.num_frames or 161, setting.height or 512, setting.width or 704
+        seq_len = ((frames - 1) // temporal + 1) * (height // spatial) * (width // spatial)
+        cfg = scheduler.config
+        base_len, max_len = cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096)
+        base_shift, max_shift = cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15)
+        m = (max_shift - base_shift) / (max_len - base_len)
+        mu = seq_len * m + base_shift - m * base_len
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / n, n), mu=mu)
+    else:
+        scheduler.set_timesteps(n)
     sigmas = [float(s) for s in scheduler.sigmas[:n]]
     timesteps = [float(t) for t in scheduler.timesteps[:n]]
     return sigmas, timesteps
 
 
-def boundaries_for(segments: Sequence[Segment], setting: Setting, num_steps: int | None = None) -> list[Boundary]:
+def boundaries_for(
+    segments: Sequence[Segment], sigmas: Sequence[float], timesteps: Sequence[float] | None = None
+) -> list[Boundary]:
     """One Boundary per switch: fraction, first step, and the sigma/timestep there (DESIGN decision 2)."""
-    n = num_steps or setting.num_inference_steps
-    sigmas, timesteps = step_sigmas(setting, n)
+    n = len(sigmas)
     out = []
-    for prev, seg in zip(segments, segments[1:], strict=False):
+    for prev, seg in itertools.pairwise(segments):
         step = first_step(seg.start, n)
-        sigma = sigmas[step] if step < n else 0.0
-        t = timesteps[step] if step < n else None
+        sigma = float(sigmas[step]) if step < n else 0.0
+        t = float(timesteps[step]) if timesteps is not None and step < n else None
         out.append(Boundary(seg.start, step, sigma, t, prev.model, seg.model))
     return out
 
@@ -69,14 +91,22 @@ def make_profile(
     image_to_video: bool = False,
     calibration: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    sigmas: Sequence[float] | None = None,
+    timesteps: Sequence[float] | None = None,
 ) -> Profile:
-    """A validated Profile whose boundaries and cost block are computed from the schedule and setting."""
+    """A validated Profile whose boundaries and cost block are computed from the schedule and setting.
+
+    ``sigmas``/``timesteps``: the per-step noise levels of the calibration run when known (the calibrator
+    records them); otherwise they are recomputed from the setting's scheduler config.
+    """
     import diffusers
     import torch
 
     from . import __version__
 
     plan = plan_steps(schedule, setting.num_inference_steps)
+    if sigmas is None:
+        sigmas, timesteps = step_sigmas(setting, pipeline_class=pipeline_class)
     cost = schedule_cost(plan, flops_per_step, reference_role, cost_source)
     prov = {
         "tool": f"flowblending {__version__}",
@@ -94,7 +124,7 @@ def make_profile(
         models=dict(models),
         setting=setting,
         schedule=tuple(schedule),
-        boundaries=tuple(boundaries_for(schedule, setting)),
+        boundaries=tuple(boundaries_for(schedule, sigmas, timesteps)),
         cost=cost,
         calibration=dict(calibration) if calibration is not None else None,
         provenance=prov,

@@ -84,3 +84,33 @@ def measure_call_flops(model: Any, args: Sequence[Any] = (), kwargs: Mapping[str
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
         meta_model(*_to_meta(tuple(args)), **_to_meta(dict(kwargs or {})))
     return int(counter.get_total_flops())
+
+
+def capture_step_calls(pipe: Any, **call_kwargs: Any) -> list[tuple[tuple, dict]]:
+    """The transformer calls of one denoising step of ``pipe`` (inputs moved to the meta device).
+
+    Runs the pipeline for two steps (``output_type="latent"``, no decode; some schedulers cannot make a
+    one-step schedule) with a forward pre-hook on ``pipe.transformer`` that keeps the first step's calls;
+    the captured inputs have the real shapes of the full setting (CFG included).
+    """
+    import torch
+
+    calls: list[tuple[tuple, dict]] = []
+
+    def hook(module: Any, args: tuple, kwargs: dict) -> None:
+        if pipe.scheduler.step_index is None:  # still the first step
+            calls.append((_to_meta(args), _to_meta(kwargs)))
+
+    call_kwargs = {**call_kwargs, "num_inference_steps": 2, "output_type": "latent"}
+    handle = pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            pipe(**call_kwargs)
+    finally:
+        handle.remove()
+    return calls
+
+
+def step_flops(model: Any, calls: Sequence[tuple[tuple, dict]]) -> int:
+    """FLOPs of one denoising step of ``model``: the sum over the step's calls (e.g. Wan's cond and uncond)."""
+    return sum(measure_call_flops(model, args, kwargs) for args, kwargs in calls)

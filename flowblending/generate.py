@@ -37,7 +37,9 @@ class Plan:
     predicted_speedup: float
 
 
-def plan_run(profile: Profile, num_steps: int | None = None, schedule: Sequence[Segment] | None = None) -> Plan:
+def plan_run(
+    profile: Profile, num_steps: int | None = None, schedule: Sequence[Segment] | None = None
+) -> Plan:
     """Per-step roles, sigmas and FLOPs for a run of ``num_steps`` with the profile's (or a given) schedule."""
     from .compose import step_sigmas
 
@@ -45,7 +47,7 @@ def plan_run(profile: Profile, num_steps: int | None = None, schedule: Sequence[
     segments = tuple(schedule or profile.schedule)
     index = plan_segments(segments, n)
     roles = tuple(segments[k].model for k in index)
-    sigmas, timesteps = step_sigmas(profile.setting, n)
+    sigmas, timesteps = step_sigmas(profile.setting, n, profile.pipeline_class)
     cost = schedule_cost(roles, profile.cost.flops_per_step, profile.cost.reference_role)
     return Plan(
         profile=profile.name,
@@ -89,7 +91,11 @@ def setting_differences(profile: Profile, call_kwargs: dict[str, Any], scheduler
     if type(scheduler).__name__ != s.scheduler.cls:
         diffs.append(f"scheduler {type(scheduler).__name__} (calibrated {s.scheduler.cls})")
     shift = scheduler.config.get("flow_shift", scheduler.config.get("shift"))
-    if s.scheduler.flow_shift is not None and shift is not None and abs(float(shift) - s.scheduler.flow_shift) > 1e-9:
+    if (
+        s.scheduler.flow_shift is not None
+        and shift is not None
+        and abs(float(shift) - s.scheduler.flow_shift) > 1e-9
+    ):
         diffs.append(f"flow shift {shift} (calibrated {s.scheduler.flow_shift})")
     return diffs
 
@@ -111,7 +117,9 @@ def generate(
 
     router = pipe.transformer
     if not isinstance(router, RoutingTransformer):
-        raise TypeError("pipe.transformer is not a RoutingTransformer; call flowblending.apply_profile(pipe, ...) first.")
+        raise TypeError(
+            "pipe.transformer is not a RoutingTransformer; call flowblending.apply_profile(pipe, ...) first."
+        )
     kwargs = {**profile.setting.call_kwargs(), **{k: v for k, v in overrides.items() if v is not None}}
     if image is not None:
         kwargs["image"] = image

@@ -16,7 +16,7 @@ import torch
 
 from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError
 from .profile import ModelSpec, Profile, load_profile
-from .router import RoutingTransformer, Routing
+from .router import Routing, RoutingTransformer
 from .schedule import Segment
 
 #: Config fields that must agree between transformers sharing one pipeline (latents in, velocity out, text in).
@@ -27,7 +27,6 @@ COMPATIBILITY_FIELDS = (
     "patch_size_t",
     "text_dim",
     "caption_channels",
-    "cross_attention_dim",
     "image_dim",
     "pos_embed_seq_len",
 )
@@ -52,6 +51,17 @@ def check_compatible(base: Any, other: Any, base_role: str = "large", other_role
                 f"transformers of roles {base_role!r} and {other_role!r} differ in config field {name!r}: "
                 f"{a!r} vs {b!r}; they cannot share latents and text embeddings. Use a pair of the same family."
             )
+
+
+def _dtype_kwargs(torch_dtype: torch.dtype | None) -> dict[str, Any]:
+    """``dtype=`` for diffusers >= 0.42 (where ``torch_dtype`` is deprecated), ``torch_dtype=`` before."""
+    if torch_dtype is None:
+        return {}
+    import diffusers
+    from packaging.version import Version
+
+    key = "dtype" if Version(diffusers.__version__.split(".dev")[0]) >= Version("0.42") else "torch_dtype"
+    return {key: torch_dtype}
 
 
 def _offline() -> bool:
@@ -96,7 +106,9 @@ def load_transformer(
     """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision)."""
     profile = load_profile(profile)
     if role not in profile.models:
-        raise FlowBlendingError(f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}.")
+        raise FlowBlendingError(
+            f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}."
+        )
     spec = profile.models[role]
     import diffusers
 
@@ -107,7 +119,7 @@ def load_transformer(
                 f"profile {profile.name!r} gives no transformer_class for role {role!r}; add it to models.{role}."
             )
         cls = type(like)
-    kwargs: dict[str, Any] = {"revision": spec.revision, "torch_dtype": torch_dtype}
+    kwargs: dict[str, Any] = {"revision": spec.revision, **_dtype_kwargs(torch_dtype)}
     if spec.subfolder:
         kwargs["subfolder"] = spec.subfolder
     if local_files_only is not None:
@@ -211,7 +223,11 @@ def load_pipeline(
     profile = load_profile(profile)
     spec = profile.models[profile.base_role]
     cls = _pipeline_class(profile.pipeline_class)
-    kwargs: dict[str, Any] = {"revision": spec.revision, "torch_dtype": torch_dtype, **from_pretrained_kwargs}
+    kwargs: dict[str, Any] = {
+        "revision": spec.revision,
+        **_dtype_kwargs(torch_dtype),
+        **from_pretrained_kwargs,
+    }
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     try:

@@ -72,7 +72,10 @@ class Setting:
     negative_prompt: str | None = None
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"num_inference_steps": self.num_inference_steps, "scheduler": self.scheduler.to_dict()}
+        out: dict[str, Any] = {
+            "num_inference_steps": self.num_inference_steps,
+            "scheduler": self.scheduler.to_dict(),
+        }
         for name in ("guidance_scale", "height", "width", "num_frames", "max_sequence_length", "fps"):
             out[name] = getattr(self, name)
         if self.negative_prompt is not None:
@@ -81,7 +84,14 @@ class Setting:
 
     def call_kwargs(self) -> dict[str, Any]:
         """Pipeline ``__call__`` keyword arguments this setting fixes (None values left to the pipeline)."""
-        names = ("num_inference_steps", "guidance_scale", "height", "width", "num_frames", "max_sequence_length")
+        names = (
+            "num_inference_steps",
+            "guidance_scale",
+            "height",
+            "width",
+            "num_frames",
+            "max_sequence_length",
+        )
         out = {n: getattr(self, n) for n in names if getattr(self, n) is not None}
         if self.negative_prompt is not None:
             out["negative_prompt"] = self.negative_prompt
@@ -167,7 +177,11 @@ class Profile:
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
         if self.description:
             out["description"] = self.description
-        out["pipeline"] = {"class": self.pipeline_class, "base": self.base_role, "image_to_video": self.image_to_video}
+        out["pipeline"] = {
+            "class": self.pipeline_class,
+            "base": self.base_role,
+            "image_to_video": self.image_to_video,
+        }
         out["models"] = {role: spec.to_dict() for role, spec in self.models.items()}
         out["setting"] = self.setting.to_dict()
         out["schedule"] = [s.to_dict() for s in self.schedule]
@@ -271,9 +285,14 @@ def validate_profile_dict(data: Any) -> list[str]:
 
     bad = list(_non_finite(data, "$"))
     if bad:
-        return [f"{path}: {value} is not a finite number; profiles hold finite numbers only." for path, value in bad]
+        return [
+            f"{path}: {value} is not a finite number; profiles hold finite numbers only."
+            for path, value in bad
+        ]
     validator = jsonschema.Draft202012Validator(profile_schema())
-    schema_errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    schema_errors = sorted(
+        validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+    )
     if schema_errors:
         return [f"{_json_path(e.absolute_path)}: {e.message}" for e in schema_errors]
     return _semantic_errors(data)
@@ -319,7 +338,9 @@ def _semantic_errors(data: dict) -> list[str]:
     else:
         for i, (b, seg) in enumerate(zip(bounds, segments[1:], strict=True)):
             if not math.isclose(b["fraction"], seg.start, abs_tol=1e-9):
-                errors.append(f"$.boundaries[{i}].fraction: {b['fraction']} but schedule[{i + 1}] starts at {seg.start}.")
+                errors.append(
+                    f"$.boundaries[{i}].fraction: {b['fraction']} but schedule[{i + 1}] starts at {seg.start}."
+                )
             expected = first_step(seg.start, steps)
             if b["step"] != expected:
                 errors.append(
@@ -334,10 +355,14 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     errors = []
     ref = cost.get("reference_role", "large")
     if ref not in roles:
-        errors.append(f"$.cost.reference_role: unknown role {ref!r}; known roles: {', '.join(sorted(roles))}.")
+        errors.append(
+            f"$.cost.reference_role: unknown role {ref!r}; known roles: {', '.join(sorted(roles))}."
+        )
     for role in cost["flops_per_step"]:
         if role not in roles:
-            errors.append(f"$.cost.flops_per_step.{role}: unknown role; known roles: {', '.join(sorted(roles))}.")
+            errors.append(
+                f"$.cost.flops_per_step.{role}: unknown role; known roles: {', '.join(sorted(roles))}."
+            )
     plan = plan_steps(segments, steps)
     needed = sorted(set(plan) | ({ref} if ref in roles else set()))
     for role in needed:
@@ -348,13 +373,17 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     counts = {role: plan.count(role) for role in roles}
     for role, n in cost["steps"].items():
         if counts.get(role, 0) != n:
-            errors.append(f"$.cost.steps.{role}: {n} but the schedule runs {role} for {counts.get(role, 0)} steps.")
+            errors.append(
+                f"$.cost.steps.{role}: {n} but the schedule runs {role} for {counts.get(role, 0)} steps."
+            )
     total = sum(cost["flops_per_step"][r] * n for r, n in counts.items() if n)
     if not math.isclose(total, cost["flops_total"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_total: {cost['flops_total']:.6g} but the schedule costs {total:.6g}.")
     large_only = cost["flops_per_step"][ref] * steps
     if not math.isclose(large_only, cost["flops_large_only"], rel_tol=1e-6):
-        errors.append(f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}.")
+        errors.append(
+            f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}."
+        )
     return errors
 
 
@@ -379,8 +408,12 @@ def resolve_profile_path(name_or_path: str | os.PathLike) -> Path | Any:
             return candidate
     known = ", ".join(shipped_profile_names())
     if looks_like_path:
-        raise ProfileError(f"profile file {text!r} does not exist; check the path (shipped profiles: {known}).")
-    raise ProfileError(f"unknown profile {text!r}: no such file and no shipped profile of that name; known: {known}.")
+        raise ProfileError(
+            f"profile file {text!r} does not exist; check the path (shipped profiles: {known})."
+        )
+    raise ProfileError(
+        f"unknown profile {text!r}: no such file and no shipped profile of that name; known: {known}."
+    )
 
 
 def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
@@ -390,7 +423,9 @@ def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ProfileError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}).", source=source) from None
+        raise ProfileError(
+            f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}).", source=source
+        ) from None
     except OSError as exc:
         raise ProfileError(f"cannot read profile {source}: {exc.strerror or exc}.", source=source) from None
     try:
@@ -402,7 +437,9 @@ def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
 
 
 def _reject_constant(name: str, source: str) -> Any:
-    raise ProfileError(f"{source} is not valid JSON: {name} is not a JSON number; profiles hold finite numbers only.")
+    raise ProfileError(
+        f"{source} is not valid JSON: {name} is not a JSON number; profiles hold finite numbers only."
+    )
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:

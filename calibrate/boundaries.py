@@ -1,0 +1,156 @@
+"""Stage boundaries from sweep curves: Algorithm 1 (early, paper App. B) and the FID argmin (late, sec 4.3).
+
+Pure python/numpy, no torch. Every function here is deterministic and checks its inputs; the
+``*_premise`` functions say in words why a chosen point should not be trusted (issue 3: "the premise
+is checked, not assumed"), so the caller can emit an honest schedule instead of a meaningless L-S-L.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+# Relative-slope threshold of Algorithm 1 (App. B). Placeholder: the lead will revise it from evidence.
+DEFAULT_ALPHA = 0.5
+
+# DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
+SIMILARITY_FLOOR = 0.96
+
+
+def _curve(name: str, values: ArrayLike) -> np.ndarray:
+    """A 1-D finite float64 copy of ``values``, or ValueError naming ``name`` (inputs of sec 4.2/4.3)."""
+    arr = np.array(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of numbers, got shape {arr.shape}: pass one value per candidate"
+        )
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name}[{i}] is {arr[i]}: every value must be finite; drop or recompute that point")
+    return arr
+
+
+def _pair(x: ArrayLike, y: ArrayLike, y_name: str, min_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated (x, y) curves of equal length >= ``min_len`` (sweep curves of sec 4.2/4.3)."""
+    xa, ya = _curve("x", x), _curve(y_name, y)
+    if xa.size != ya.size:
+        raise ValueError(
+            f"x and {y_name} must have the same length, got {xa.size} and {ya.size}: "
+            f"pass one {y_name} value per x"
+        )
+    if xa.size < min_len:
+        raise ValueError(f"x must hold at least {min_len} candidates, got {xa.size}: sweep more points")
+    return xa, ya
+
+
+def _check_ascending(x: np.ndarray, *, strict: bool) -> None:
+    """Reject an x that is not (strictly) ascending, naming the first offending value (App. B input)."""
+    steps = np.diff(x)
+    bad = np.flatnonzero(steps <= 0 if strict else steps < 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        order = "strictly ascending" if strict else "ascending (non-decreasing)"
+        raise ValueError(
+            f"x must be {order}, but x[{i}]={x[i]:g} follows x[{i - 1}]={x[i - 1]:g}: "
+            "sort the candidates by x (and reorder the other curve with them) before calling"
+        )
+
+
+def _check_alpha(alpha: float) -> None:
+    """Reject an alpha outside the open interval (0, 1) that Algorithm 1 requires (App. B)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}: pass e.g. alpha={DEFAULT_ALPHA}")
+
+
+def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Step 1 of Algorithm 1 (App. B): s_i = (y_{i+1}-y_i)/(x_{i+1}-x_i), and 0 where dx == 0."""
+    dx, dy = np.diff(x), np.diff(y)
+    out = np.zeros_like(dy)
+    np.divide(dy, dx, out=out, where=dx != 0)
+    return out
+
+
+def find_early_boundary(x: ArrayLike, y: ArrayLike, alpha: float = DEFAULT_ALPHA) -> tuple[int, float, float]:
+    """Algorithm 1 of App. B as printed: first i+1 with s_i <= alpha*s_0, else N-1; returns (k, x_k, y_k).
+
+    ``x``: small-model introduction points in percent, ascending (0 = small-only, 100 = large-only);
+    ``y``: mean DINO similarity to large-only at each point (eq. 2). When s_0 <= 0 the printed rule
+    stops at k = 1; use :func:`early_curve_premise` to detect that and other "no knee" cases.
+    """
+    xa, ya = _pair(x, y, "y", min_len=2)
+    _check_ascending(xa, strict=False)
+    _check_alpha(alpha)
+    slopes = local_slopes(xa, ya)
+    threshold = alpha * slopes[0]
+    k = xa.size - 1
+    for i, s in enumerate(slopes):
+        if s <= threshold:
+            k = i + 1
+            break
+    return k, float(xa[k]), float(ya[k])
+
+
+def _check_index(k: int, n: int) -> None:
+    """Reject a boundary index that does not point into a curve of length ``n``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n:
+        raise ValueError(
+            f"k must be an index into the curve (0 <= k < {n}), got {k!r}: pass the k the finder returned"
+        )
+
+
+def early_curve_premise(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR) -> list[str]:
+    """Failed premises of an Algorithm 1 choice (sec 4.2, App. B), one sentence each; [] when all hold."""
+    xa, ya = _pair(x, y, "y", min_len=2)
+    _check_ascending(xa, strict=False)
+    _check_index(k, xa.size)
+    if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor):
+        raise ValueError(f"floor must be a finite similarity, got {floor!r}: pass e.g. {SIMILARITY_FLOOR}")
+    failed = []
+    s0 = float(local_slopes(xa, ya)[0])
+    if s0 <= 0:
+        failed.append(
+            f"curve does not rise at the start (s_0 = {s0:.4g} <= 0): Algorithm 1's reference slope "
+            "is meaningless and it stops at k=1"
+        )
+    if k == xa.size - 1:
+        failed.append(
+            f"no knee: Algorithm 1 landed on the last point (x={xa[k]:g}); similarity keeps rising "
+            "with the switch point, so no early switch preserves the large model's result"
+        )
+    if ya[k] < floor:
+        failed.append(f"similarity at the chosen point {ya[k]:.4g} is below the floor {floor:.4g}")
+    return failed
+
+
+def find_late_boundary(x: ArrayLike, fid: ArrayLike, rtol: float = 1e-9) -> tuple[int, float, float]:
+    """Minimum of the FID V-curve (sec 4.3); ties within ``rtol`` go to fewer large steps (larger x).
+
+    ``x``: large-model re-entry point in percent of the process from its start, strictly ascending
+    (80 means the last 20% runs on the large model). Returns (k, x_k, fid_k).
+    """
+    xa, fa = _pair(x, fid, "fid", min_len=2)
+    _check_ascending(xa, strict=True)
+    if isinstance(rtol, bool) or not isinstance(rtol, Real) or not (math.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}: pass e.g. rtol=1e-9")
+    tied = np.flatnonzero(np.isclose(fa, fa.min(), rtol=rtol, atol=0.0))
+    k = int(tied[-1])
+    return k, float(xa[k]), float(fa[k])
+
+
+def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int) -> list[str]:
+    """Failed premises of a late choice (sec 4.3: a V-curve with an interior minimum); [] when all hold."""
+    xa, fa = _pair(x, fid, "fid", min_len=2)
+    _check_ascending(xa, strict=True)
+    _check_index(k, xa.size)
+    if 0 < k < xa.size - 1:
+        return []
+    if k == xa.size - 1:
+        why = "re-entering the large model earlier never lowers FID"
+    else:
+        why = "FID keeps falling with more large-model steps; extend the grid to earlier re-entry points"
+    where = f"x={xa[k]:g}, FID {fa[k]:.4g}"
+    return [f"no interior minimum: the FID minimum is at an end of the grid ({where}); {why}"]

@@ -1,0 +1,181 @@
+"""Write profiles/wan21.json and profiles/ltxv.json from the facts in docs/profile-sources.md.
+
+Every number is either a published setting (paper, model repositories) or derived from one: per-step FLOPs
+are the paper's Table 2 large-only / small-only TFLOPs divided by the step count, boundary sigmas come from
+the repositories' scheduler configs through diffusers' own ``set_timesteps``. Run:
+
+    python scripts/build_shipped_profiles.py          # rewrites both files
+    python scripts/build_shipped_profiles.py --check  # exit 1 if the files differ from what this builds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flowblending.compose import make_profile
+from flowblending.profile import ModelSpec, Profile, SchedulerSpec, Setting, save_profile
+from flowblending.schedule import segments_from_pattern
+
+ROOT = Path(__file__).resolve().parents[1]
+TFLOP = 1e12
+
+# Wan-AI/Wan2.1-T2V-14B-Diffusers scheduler/scheduler_config.json at commit b6cfe0b (docs/profile-sources.md 1.3)
+WAN_SCHEDULER = {
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "beta_start": 0.0001,
+    "disable_corrector": [],
+    "dynamic_thresholding_ratio": 0.995,
+    "final_sigmas_type": "zero",
+    "flow_shift": 3.0,
+    "lower_order_final": True,
+    "num_train_timesteps": 1000,
+    "predict_x0": True,
+    "prediction_type": "flow_prediction",
+    "rescale_betas_zero_snr": False,
+    "sample_max_value": 1.0,
+    "solver_order": 2,
+    "solver_p": None,
+    "solver_type": "bh2",
+    "steps_offset": 0,
+    "thresholding": False,
+    "timestep_spacing": "linspace",
+    "trained_betas": None,
+    "use_beta_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_flow_sigmas": True,
+    "use_karras_sigmas": False,
+}
+# Lightricks/LTX-Video-0.9.7-dev scheduler/scheduler_config.json (docs/profile-sources.md 2.3)
+LTX_SCHEDULER = {
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "invert_sigmas": False,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "num_train_timesteps": 1000,
+    "shift": 1.0,
+    "shift_terminal": None,
+    "stochastic_sampling": False,
+    "time_shift_type": "exponential",
+    "use_beta_sigmas": False,
+    "use_dynamic_shifting": False,
+    "use_exponential_sigmas": False,
+    "use_karras_sigmas": False,
+}
+PAPER = "FlowBlending (paper), Table 2 and Appendix A"
+
+
+def wan21() -> Profile:
+    steps = 50
+    return make_profile(
+        name="wan21",
+        description="WAN 2.1 T2V 14B (large) + 1.3B (small), the paper's LSL: large [0, 0.4), small [0.4, 0.8), "
+        "large [0.8, 1) at 50 UniPC steps, 832x480, 61 frames.",
+        pipeline_class="WanPipeline",
+        models={
+            "large": ModelSpec(
+                "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+                "b6cfe0b5cbe332b0738df0426ef401889d5430fb",
+                "transformer",
+                "WanTransformer3DModel",
+                14_288_491_584,
+            ),
+            "small": ModelSpec(
+                "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+                None,
+                "transformer",
+                "WanTransformer3DModel",
+                1_418_996_800,
+            ),
+        },
+        setting=Setting(
+            num_inference_steps=steps,
+            scheduler=SchedulerSpec("UniPCMultistepScheduler", 3.0, WAN_SCHEDULER),
+            guidance_scale=5.0,
+            height=480,
+            width=832,
+            num_frames=61,
+            max_sequence_length=512,
+            fps=16,
+        ),
+        schedule=segments_from_pattern("LSL", (0.4, 0.8)),
+        flops_per_step={"large": 29950 * TFLOP / steps, "small": 3129 * TFLOP / steps},
+        cost_source="paper Table 2(b): LLL 29950 and SSS 3129 TFLOPs (DiT blocks) over 50 steps",
+        provenance={"source": PAPER, "seeds": []},
+    )
+
+
+def ltxv() -> Profile:
+    steps = 40
+    return make_profile(
+        name="ltxv",
+        description="LTX-Video 13B (large) + 2B (small), image-to-video, the paper's LSL: large [0, 0.375), "
+        "small [0.375, 0.875), large [0.875, 1) at 40 steps (from Table 2: LSS = 15 and LSL = 20 large steps).",
+        pipeline_class="LTXImageToVideoPipeline",
+        image_to_video=True,
+        models={
+            "large": ModelSpec(
+                "Lightricks/LTX-Video-0.9.7-dev",
+                None,
+                "transformer",
+                "LTXVideoTransformer3DModel",
+                13_042_569_344,
+            ),
+            "small": ModelSpec(
+                "Lightricks/LTX-Video-0.9.5", None, "transformer", "LTXVideoTransformer3DModel", 1_923_385_472
+            ),
+        },
+        setting=Setting(
+            num_inference_steps=steps,
+            scheduler=SchedulerSpec("FlowMatchEulerDiscreteScheduler", 1.0, LTX_SCHEDULER),
+            guidance_scale=3.0,
+            height=480,
+            width=832,
+            num_frames=65,
+            max_sequence_length=128,
+            fps=25,
+        ),
+        schedule=segments_from_pattern("LSL", (0.375, 0.875)),
+        flops_per_step={"large": 3496 * TFLOP / steps, "small": 514 * TFLOP / steps},
+        cost_source="paper Table 2(a): LLL 3496 and SSS 514 TFLOPs (DiT blocks) over 40 steps",
+        provenance={"source": PAPER, "seeds": []},
+    )
+
+
+BUILDERS = {"wan21": wan21, "ltxv": ltxv}
+
+
+def _comparable(data: dict) -> dict:
+    data = json.loads(json.dumps(data))
+    for key in ("created", "diffusers", "torch", "tool"):
+        data["provenance"].pop(key, None)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in BUILDERS.items():
+        path = ROOT / "profiles" / f"{name}.json"
+        profile = build()
+        if args.check:
+            current = json.loads(path.read_text()) if path.exists() else None
+            if current is None or _comparable(current) != _comparable(profile.to_dict()):
+                stale.append(name)
+        else:
+            save_profile(profile, path)
+            print(f"wrote {path}")
+    if stale:
+        print(f"stale: {', '.join(stale)}; run python scripts/build_shipped_profiles.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

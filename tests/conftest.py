@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny model pairs saved to a session temp dir and profiles that point at them."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before diffusers/transformers are imported: nothing downloads
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+torch.set_flush_denormal(True)
+torch.set_num_threads(1)  # tiny models: threads only add overhead (and CI has 2 cores)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory):
+    from flowblending.testing import save_tiny_wan_pair
+
+    return save_tiny_wan_pair(tmp_path_factory.mktemp("wan"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx(tmp_path_factory):
+    from flowblending.testing import save_tiny_ltx_pair
+
+    return save_tiny_ltx_pair(tmp_path_factory.mktemp("ltx"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ltx_i2v(tmp_path_factory):
+    from flowblending.testing import save_tiny_ltx_pair
+
+    return save_tiny_ltx_pair(tmp_path_factory.mktemp("ltx_i2v"), image_to_video=True)
+
+
+@pytest.fixture(scope="session")
+def wan_profile_path(tiny_wan, tmp_path_factory):
+    """An LSL profile (large [0, .4), small [.4, .8), large [.8, 1)) for the tiny Wan pair, 10 steps."""
+    from flowblending.testing import save_tiny_profile
+
+    return save_tiny_profile(tiny_wan, tmp_path_factory.mktemp("profiles") / "tiny-wan.json", steps=10)

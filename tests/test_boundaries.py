@@ -1,0 +1,195 @@
+"""Algorithm 1 (paper App. B) and the FID argmin (sec 4.3) on hand-computed curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from calibrate.boundaries import (
+    DEFAULT_ALPHA,
+    SIMILARITY_FLOOR,
+    early_curve_premise,
+    find_early_boundary,
+    find_late_boundary,
+    late_curve_premise,
+    local_slopes,
+)
+
+# Slopes 4, 2, 1, 0.2 (exact in binary floating point).
+X5 = [0, 10, 20, 30, 40]
+Y5 = [0, 40, 60, 70, 72]
+
+
+def test_constants_match_paper():
+    assert SIMILARITY_FLOOR == 0.96
+    assert 0 < DEFAULT_ALPHA < 1
+
+
+def test_local_slopes_hand_values_and_zero_dx():
+    assert local_slopes(np.array([0.0, 10, 10, 20]), np.array([0.0, 8, 9, 12])).tolist() == [0.8, 0.0, 0.3]
+
+
+def test_threshold_is_inclusive():
+    # s_ref = 4, alpha*s_ref = 2, s_1 = 2 <= 2 -> k = 2.
+    assert find_early_boundary(X5, Y5, 0.5) == (2, 20.0, 60.0)
+
+
+def test_smaller_alpha_moves_knee_right():
+    # alpha*s_ref = 1.6: s_1 = 2 > 1.6, s_2 = 1 <= 1.6 -> k = 3.
+    assert find_early_boundary(X5, Y5, 0.4) == (3, 30.0, 70.0)
+
+
+def test_zero_dx_gives_zero_slope():
+    # s = [0.8, 0 (dx == 0), 0.3]; threshold 0.4 is met first by the dx == 0 slope -> k = 2.
+    assert find_early_boundary([0, 10, 10, 20], [0, 8, 9, 12], 0.5) == (2, 10.0, 9.0)
+
+
+def test_zero_dx_at_start_stops_at_one_as_printed():
+    # s_0 = 0 (dx == 0) -> s_ref = 0 and s_0 <= alpha*0 -> k = 1.
+    assert find_early_boundary([0, 0, 50], [0.5, 0.6, 1.0], 0.5) == (1, 0.0, 0.6)
+
+
+def test_no_slope_under_threshold_returns_last_index():
+    # Convex curve: slopes 1, 2, 3, 4 never fall to alpha*s_ref -> k = N-1.
+    assert find_early_boundary(X5, [0, 10, 30, 60, 100], 0.5) == (4, 40.0, 100.0)
+
+
+def test_linear_curve_has_no_knee():
+    x = [0, 25, 50, 75, 100]
+    y = [0.2, 0.4, 0.6, 0.8, 1.0]
+    k, xk, _ = find_early_boundary(x, y, 0.5)
+    assert (k, xk) == (4, 100.0)
+    assert any(m.startswith("no knee") for m in early_curve_premise(x, y, k))
+
+
+def test_two_points():
+    assert find_early_boundary([0, 100], [0.5, 1.0], 0.5) == (1, 100.0, 1.0)
+
+
+def test_returns_python_types():
+    k, xk, yk = find_early_boundary(np.array(X5), np.array(Y5), 0.5)
+    assert type(k) is int and type(xk) is float and type(yk) is float
+
+
+def test_paper_shaped_curve_and_clean_premise():
+    # DINO similarity rising steeply then flat (Fig. 4 shape): slopes 0.02, 0.012, 0.0006, 0.0002, 0.0002.
+    x = [0, 20, 40, 60, 80, 100]
+    y = [0.50, 0.90, 0.964, 0.976, 0.98, 0.984]
+    k, xk, yk = find_early_boundary(x, y, 0.5)
+    assert (k, xk) == (2, 40.0)
+    assert math.isclose(yk, 0.964)
+    assert early_curve_premise(x, y, k) == []
+
+
+@pytest.mark.parametrize("alpha", [0, 1, -0.1, 1.5, float("nan"), True, "0.5"])
+def test_alpha_out_of_range_rejected(alpha):
+    with pytest.raises(ValueError, match=r"alpha must be a number in \(0, 1\)"):
+        find_early_boundary(X5, Y5, alpha)
+
+
+def test_unsorted_x_rejected_with_value_and_fix():
+    with pytest.raises(ValueError) as err:
+        find_early_boundary([0, 50, 40, 100], [0.5, 0.9, 0.95, 1.0], 0.5)
+    msg = str(err.value)
+    assert "x must be ascending" in msg and "x[2]=40" in msg and "x[1]=50" in msg and "sort" in msg
+
+
+def test_length_mismatch_rejected():
+    with pytest.raises(ValueError, match="same length, got 5 and 4"):
+        find_early_boundary(X5, Y5[:4], 0.5)
+
+
+def test_single_point_rejected():
+    with pytest.raises(ValueError, match="at least 2"):
+        find_early_boundary([0], [1.0], 0.5)
+
+
+def test_non_finite_rejected():
+    with pytest.raises(ValueError, match=r"y\[3\] is nan"):
+        find_early_boundary(X5, [0, 40, 60, float("nan"), 72], 0.5)
+
+
+def test_two_dimensional_rejected():
+    with pytest.raises(ValueError, match="1-D"):
+        find_early_boundary([[0, 1], [2, 3]], [[0, 1], [2, 3]], 0.5)
+
+
+def test_premise_not_rising_at_start():
+    x, y = [0, 50, 100], [0.99, 0.97, 0.98]
+    k, _, _ = find_early_boundary(x, y, 0.5)
+    assert k == 1
+    msgs = early_curve_premise(x, y, k)
+    assert len(msgs) == 1 and msgs[0].startswith("curve does not rise at the start")
+
+
+def test_premise_below_floor():
+    x, y = [0, 20, 40, 60], [0.5, 0.9, 0.91, 0.99]
+    k, _, yk = find_early_boundary(x, y, 0.5)
+    assert (k, yk) == (2, 0.91)
+    assert early_curve_premise(x, y, k) == ["similarity at the chosen point 0.91 is below the floor 0.96"]
+    assert early_curve_premise(x, y, k, floor=0.9) == []
+
+
+def test_premise_rejects_bad_index():
+    with pytest.raises(ValueError, match="k must be an index"):
+        early_curve_premise(X5, Y5, 5)
+
+
+# ---- late boundary (sec 4.3) ----
+
+X_LATE = [40, 50, 60, 70, 80, 90, 100]
+
+
+def test_late_boundary_is_v_minimum():
+    fid = [9.0, 8.0, 7.0, 6.0, 5.5, 6.0, 7.0]
+    assert find_late_boundary(X_LATE, fid) == (4, 80.0, 5.5)
+    assert late_curve_premise(X_LATE, fid, 4) == []
+
+
+def test_exact_tie_goes_to_fewer_large_steps():
+    assert find_late_boundary([60, 70, 80, 90, 100], [9.0, 5.0, 7.0, 5.0, 8.0]) == (3, 90.0, 5.0)
+
+
+def test_tie_within_rtol_goes_to_larger_x():
+    fid = [9.0, 5.0, 5.0 * (1 + 1e-12), 8.0]
+    k, xk, _ = find_late_boundary([60, 70, 80, 90], fid)
+    assert (k, xk) == (2, 80.0)
+
+
+def test_difference_beyond_rtol_is_not_a_tie():
+    assert find_late_boundary([60, 70, 80, 90], [9.0, 5.0, 5.001, 8.0])[0] == 1
+    # ... unless the caller widens rtol.
+    assert find_late_boundary([60, 70, 80, 90], [9.0, 5.0, 5.001, 8.0], rtol=1e-3)[0] == 2
+
+
+def test_minimum_at_last_point_flagged():
+    x, fid = [60, 80, 100], [9.0, 8.0, 7.0]
+    k, _, _ = find_late_boundary(x, fid)
+    assert k == 2
+    msgs = late_curve_premise(x, fid, k)
+    assert len(msgs) == 1
+    assert msgs[0].startswith("no interior minimum: the FID minimum is at an end of the grid")
+    assert "x=100" in msgs[0]
+
+
+def test_minimum_at_first_point_flagged():
+    x, fid = [60, 80, 100], [5.0, 8.0, 9.0]
+    k, _, _ = find_late_boundary(x, fid)
+    assert k == 0
+    assert "extend the grid" in late_curve_premise(x, fid, k)[0]
+
+
+def test_late_rejects_unsorted_and_duplicate_x():
+    with pytest.raises(ValueError, match=r"strictly ascending.*x\[1\]=90"):
+        find_late_boundary([100, 90, 80], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"strictly ascending.*x\[2\]=80"):
+        find_late_boundary([70, 80, 80], [1.0, 2.0, 3.0])
+
+
+def test_late_rejects_bad_rtol_and_inf():
+    with pytest.raises(ValueError, match="rtol must be"):
+        find_late_boundary([70, 80, 90], [1.0, 2.0, 3.0], rtol=-1.0)
+    with pytest.raises(ValueError, match=r"fid\[1\] is inf"):
+        find_late_boundary([70, 80, 90], [1.0, float("inf"), 3.0])
