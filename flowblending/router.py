@@ -177,9 +177,7 @@ class RoutingTransformer(ModelMixin):
         step = self._current_step()
         segment = self.schedule[self._plan[step]]
         model = self.roles[segment.model]
-        dtype = model.dtype
-        args = tuple(_cast(a, dtype) for a in args)
-        kwargs = {k: (v if k == "timestep" else _cast(v, dtype)) for k, v in kwargs.items()}
+        args, kwargs = cast_inputs(args, kwargs, model.dtype)
         out = model(*args, **kwargs)
         self.counters.record(step, segment.model)
         sample = out[0] if isinstance(out, tuple) else out.sample
@@ -218,7 +216,12 @@ class RoutingTransformer(ModelMixin):
         )
 
 
-def _cast(value: Any, dtype: torch.dtype) -> Any:
-    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
-        return value.to(dtype)
-    return value
+def cast_inputs(args: tuple, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[tuple, dict[str, Any]]:
+    """Floating tensors cast to a model's dtype; ``timestep`` is left alone (bf16 would round 999.x to 1000)."""
+
+    def cast(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
+            return value.to(dtype)
+        return value
+
+    return tuple(cast(a) for a in args), {k: (v if k == "timestep" else cast(v)) for k, v in kwargs.items()}
