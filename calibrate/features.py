@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flowblending.errors import FlowBlendingError
+
 __all__ = [
     "DEFAULT_FEATURE_MODEL",
     "FEATURE_ALIASES",
@@ -64,7 +66,7 @@ INCEPTION_SPECS = frozenset({"inception", "inception-v3", "inception-v3-compat"}
 _INSTALL_INCEPTION = 'pip install "flowblending[inception]"'
 
 
-class FeatureModelError(RuntimeError):
+class FeatureModelError(FlowBlendingError, RuntimeError):
     """A frame feature model cannot be loaded or used."""
 
 

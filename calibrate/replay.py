@@ -153,6 +153,7 @@ class ReplayTransformer(RoutingTransformer):
         record: keep every call's output (computed or replayed) in :attr:`recording`.
         shadow: a role evaluated on the same inputs whenever ``shadow_of`` computes, for divergence.
         shadow_of: the main-stream role (default: base role).
+        capture_first_step: keep meta-device copies of step 0's call inputs (shapes for FLOP counting).
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class ReplayTransformer(RoutingTransformer):
         record: bool = False,
         shadow: str | None = None,
         shadow_of: str | None = None,
+        capture_first_step: bool = False,
     ):
         roles = [s for s in sources if isinstance(s, str)]
         super().__init__(models, [Segment(base_role, 0.0, 1.0)], base_role=base_role)
@@ -177,6 +179,8 @@ class ReplayTransformer(RoutingTransformer):
         self.shadow_of = shadow_of or base_role
         self.divergence = DivergenceLog()
         self.replayed = 0
+        self.capture_first_step = capture_first_step
+        self.first_step_inputs: list[tuple[tuple, dict]] = []
         self._step_calls: dict[int, int] = {}
 
     def _start_run(self, scheduler: Any, timesteps: torch.Tensor) -> None:
@@ -193,6 +197,10 @@ class ReplayTransformer(RoutingTransformer):
         call = self._step_calls.get(step, 0)
         self._step_calls[step] = call + 1
         source = self.sources[step]
+        if self.capture_first_step and step == 0:
+            from flowblending.cost import to_meta
+
+            self.first_step_inputs.append((to_meta(args), to_meta(kwargs)))
         digest = fingerprint(args, kwargs) if (self.record or isinstance(source, Recording)) else ""
         if isinstance(source, Recording):
             if (step, call) not in source.outputs:

@@ -50,15 +50,15 @@ def rescale_cost(cost: Cost, plan: Sequence[str]) -> Cost:
     return schedule_cost(plan, cost.flops_per_step, cost.reference_role, cost.source)
 
 
-def _to_meta(value: Any) -> Any:
+def to_meta(value: Any) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
         return value.to("meta")
     if isinstance(value, Mapping):
-        return {k: _to_meta(v) for k, v in value.items()}
+        return {k: to_meta(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_to_meta(v) for v in value)
+        return type(value)(to_meta(v) for v in value)
     return value
 
 
@@ -82,7 +82,7 @@ def measure_call_flops(model: Any, args: Sequence[Any] = (), kwargs: Mapping[str
     meta_model.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
-        meta_model(*_to_meta(tuple(args)), **_to_meta(dict(kwargs or {})))
+        meta_model(*to_meta(tuple(args)), **to_meta(dict(kwargs or {})))
     return int(counter.get_total_flops())
 
 
@@ -99,7 +99,7 @@ def capture_step_calls(pipe: Any, **call_kwargs: Any) -> list[tuple[tuple, dict]
 
     def hook(module: Any, args: tuple, kwargs: dict) -> None:
         if pipe.scheduler.step_index is None:  # still the first step
-            calls.append((_to_meta(args), _to_meta(kwargs)))
+            calls.append((to_meta(args), to_meta(kwargs)))
 
     call_kwargs = {**call_kwargs, "num_inference_steps": 2, "output_type": "latent"}
     handle = pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)

@@ -1,0 +1,102 @@
+"""Calibration configuration: one frozen dataclass, validated on construction, recorded in the work dir."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from flowblending.errors import FlowBlendingError
+
+from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
+
+Method = Literal["full", "divergence"]
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class CalibrationError(FlowBlendingError):
+    """A calibration cannot start or continue (bad arguments, a work dir from another setting...)."""
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Everything that determines a calibration's result (and a few things that do not, like the device)."""
+
+    large: str
+    small: str
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    reference: str | None = None
+    images: tuple[str, ...] | None = None
+    small_subfolder: str | None = "auto"
+    large_revision: str | None = None
+    small_revision: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    max_sequence_length: int | None = None
+    flow_shift: float | None = None
+    feature_model: str = "facebook/dinov2-small"
+    clip_model: str | None = None
+    fid_features: str | None = None  # None: the feature model; "inception": torch-fidelity's InceptionV3
+    early_grid: float = 0.1
+    late_grid: float = 0.1
+    alpha: float = DEFAULT_ALPHA
+    floor: float = SIMILARITY_FLOOR
+    method: Method = "full"
+    name: str = "calibrated"
+    samples: int = 2
+    reference_max_frames: int | None = 4096
+    device: str | None = None
+    dtype: str = "auto"
+    local_files_only: bool | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise CalibrationError("prompts is empty; give at least one prompt (one per line in --prompts).")
+        if not self.seeds:
+            raise CalibrationError("seeds is empty; give e.g. --seeds 0 or --seeds 0,1.")
+        for name in ("early_grid", "late_grid"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value <= 0.5):
+                raise CalibrationError(
+                    f"--{name.replace('_', '-')} must be a fraction of the process in (0, 0.5], got {value!r}; "
+                    "e.g. 0.1 for every 10% of the steps, or 1/steps for every step."
+                )
+        if not 0 < self.alpha < 1:
+            raise CalibrationError(f"--alpha must be in (0, 1) (Algorithm 1's threshold), got {self.alpha!r}.")
+        if not 0 < self.floor <= 1:
+            raise CalibrationError(f"--floor must be a similarity in (0, 1], got {self.floor!r}.")
+        if self.method not in ("full", "divergence"):
+            raise CalibrationError(f"--method must be 'full' or 'divergence', got {self.method!r}.")
+        if self.num_inference_steps is not None and self.num_inference_steps < 2:
+            raise CalibrationError(f"--steps must be at least 2, got {self.num_inference_steps}.")
+        if self.dtype not in DTYPES:
+            raise CalibrationError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+        if self.images is not None and len(self.images) != len(self.prompts):
+            raise CalibrationError(
+                f"--images gave {len(self.images)} images for {len(self.prompts)} prompts; give one image per "
+                "prompt (matched by sorted file name)."
+            )
+        if self.samples < 0:
+            raise CalibrationError(f"--samples must be >= 0, got {self.samples}.")
+        if self.guidance_scale is not None and (not math.isfinite(self.guidance_scale) or self.guidance_scale < 0):
+            raise CalibrationError(f"--guidance-scale must be a number >= 0, got {self.guidance_scale}.")
+
+    @property
+    def prompt_set_sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.prompts).encode("utf-8")).hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        """The arguments that change results; a resumed run must agree on every one."""
+        d = asdict(self)
+        for key in ("device", "samples", "notes", "local_files_only", "name", "method"):
+            d.pop(key)
+        d["prompts"] = self.prompt_set_sha256
+        d["seeds"] = list(self.seeds)
+        d["images"] = list(self.images) if self.images else None
+        return d

@@ -1,0 +1,129 @@
+"""End-to-end calibration on a tiny Wan pair through the CLI: profile validates, counts match, resume works."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from calibrate.config import CalibrationConfig
+from calibrate.protocol import naive_calls, shared_calls
+from calibrate.runner import calibrate, grid_steps
+from flowblending.cli import cli
+from flowblending.profile import load_profile
+from flowblending.testing import save_reference_frames, save_tiny_dinov2
+
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, tiny_wan):
+    root = tmp_path_factory.mktemp("calib")
+    prompts = root / "prompts.txt"
+    prompts.write_text("# calibration prompts\na red circle moving left\n\na blue square moving up\n")
+    return {
+        "prompts": prompts,
+        "dino": save_tiny_dinov2(root / "dino"),
+        "reference": save_reference_frames(root / "reference", count=40),
+        "pair": tiny_wan,
+    }
+
+
+def _config(assets, **kw):
+    kwargs = dict(
+        large=str(assets["pair"].pipeline_dir),
+        small=str(assets["pair"].small_dir),
+        prompts=("a red circle moving left", "a blue square moving up"),
+        seeds=(0,),
+        reference=str(assets["reference"]),
+        num_inference_steps=STEPS,
+        height=48,
+        width=64,
+        num_frames=9,
+        max_sequence_length=16,
+        feature_model=str(assets["dino"]),
+        early_grid=0.2,
+        late_grid=0.2,
+        samples=1,
+        name="tiny-wan",
+    )
+    kwargs.update(kw)
+    return CalibrationConfig(**kwargs)
+
+
+def test_cli_calibration_writes_a_valid_profile_that_runs(assets, tmp_path):
+    out = tmp_path / "tiny.json"
+    args = [
+        "calibrate", "--large", assets["pair"].pipeline_dir, "--small", assets["pair"].small_dir,
+        "--prompts", assets["prompts"], "--reference", assets["reference"], "--steps", STEPS,
+        "--height", 48, "--width", 64, "--num-frames", 9, "--max-sequence-length", 16,
+        "--feature-model", assets["dino"], "--early-grid", 0.2, "--late-grid", 0.2, "--samples", 1,
+        "--output", out, "--report", tmp_path / "report",
+    ]
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "calibration summary" in result.output and "transformer calls" in result.output
+    profile = load_profile(out)
+    cal = profile.calibration
+    assert cal["early"]["x"] == [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    assert len(cal["divergence"]["cosine"]["mean"]) == STEPS
+    assert (tmp_path / "report" / "report.md").exists()
+    # the calls actually computed equal the formula for these grids, and beat the naive sweep
+    assert cal["calls"]["computed"] == cal["calls"]["formula"]
+    assert cal["calls"]["computed"]["large"] < cal["calls"]["naive"]["large"]
+    v = CliRunner().invoke(cli, ["validate", str(out)])
+    assert v.exit_code == 0, v.output
+    gif = tmp_path / "x.gif"
+    r = CliRunner().invoke(cli, ["run", "--profile", str(out), "--prompt", "a red circle", "--output", str(gif)])
+    assert r.exit_code == 0, r.output
+    assert gif.exists() and "FLOPs saved vs large-only" in r.output
+
+
+def test_call_formulas_on_the_papers_wan_protocol():
+    # 50 steps, candidates every 10 steps (App. B), Wan's 2 calls per step, early boundary at step 20
+    early = [0, 10, 20, 30, 40]
+    late = [10, 20, 30, 40]
+    naive = naive_calls(50, 2, early, 20, late)
+    shared = shared_calls(50, 2, early, 20, late)
+    assert naive["large"] // 2 == 270  # large-step evaluations done naively (issue 3)
+    assert shared["large"] // 2 == 80
+    assert naive["large"] / shared["large"] >= 3
+    assert grid_steps(0.2, 50, include_zero=True) == [0, 10, 20, 30, 40]
+
+
+def test_interrupted_run_resumes_to_the_same_profile(assets, tmp_path):
+    whole = calibrate(_config(assets), output=tmp_path / "a.json", work_dir=tmp_path / "wa", progress=False,
+                      log=lambda s: None)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        calibrate(_config(assets), output=tmp_path / "b.json", work_dir=tmp_path / "wb", progress=False,
+                  log=lambda s: None, fail_after_units=1)
+    assert not (tmp_path / "b.json").exists()
+    resumed = calibrate(_config(assets), output=tmp_path / "b.json", work_dir=tmp_path / "wb", progress=False,
+                        log=lambda s: None)
+    a, b = copy.deepcopy(whole.profile.to_dict()), copy.deepcopy(resumed.profile.to_dict())
+    for d in (a, b):
+        d["provenance"].pop("created")
+        d["calibration"]["calls"].pop("this_run")
+    assert a == b
+    assert resumed.calibration["calls"]["this_run"]["large"] < whole.calibration["calls"]["this_run"]["large"]
+
+
+def test_resume_with_other_arguments_is_refused(assets, tmp_path):
+    calibrate(_config(assets, method="divergence"), output=tmp_path / "a.json", work_dir=tmp_path / "w",
+              progress=False, log=lambda s: None)
+    from calibrate.config import CalibrationError
+
+    with pytest.raises(CalibrationError, match="num_inference_steps"):
+        calibrate(_config(assets, num_inference_steps=8), output=tmp_path / "a.json", work_dir=tmp_path / "w",
+                  progress=False, log=lambda s: None)
+
+
+def test_divergence_method_needs_no_decoding(assets, tmp_path):
+    out = calibrate(_config(assets, method="divergence", reference=None), output=tmp_path / "d.json",
+                    work_dir=tmp_path / "wd", progress=False, log=lambda s: None)
+    cal = out.calibration
+    assert "early" not in cal and cal["method"] == "divergence"
+    assert cal["calls"]["computed"] == {"large": 2 * STEPS * 2, "small": 2 * STEPS * 2}  # 2 prompts, cond+uncond
+    json.dumps(cal)
