@@ -16,7 +16,9 @@ def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise FlowBlendingError(f"--seeds {text!r} is not a comma-separated list of integers; write e.g. 0,1.") from None
+        raise FlowBlendingError(
+            f"--seeds {text!r} is not a comma-separated list of integers; write e.g. 0,1."
+        ) from None
     if not seeds:
         raise FlowBlendingError("--seeds is empty; write e.g. 0 or 0,1.")
     return seeds
@@ -37,16 +39,33 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
 @click.command("calibrate")
 @click.option("--large", required=True, help="Large model: diffusers pipeline repo id or local directory.")
 @click.option("--small", required=True, help="Small model: pipeline repo/dir (transformer subfolder) or a transformer.")
-@click.option("--prompts", "prompts_file", required=True, type=click.Path(dir_okay=False),
-              help="Text file, one prompt per line (# comments and blank lines skipped).")
-@click.option("--reference", type=click.Path(exists=True), default=None,
-              help="Folder of real videos/frames for the FID late sweep (without it: late boundary from divergence).")
-@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Image-to-video: folder with one conditioning image per prompt (sorted by name).")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Text file, one prompt per line (# comments and blank lines skipped).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True),
+    default=None,
+    help="Folder of real videos/frames for the FID late sweep (without it: late boundary from divergence).",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Image-to-video: folder with one conditioning image per prompt (sorted by name).",
+)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Profile to write (.json).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None, help="Report folder.")
-@click.option("--work-dir", type=click.Path(file_okay=False), default=None,
-              help="Resumable work folder (default: next to --output).")
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Resumable work folder (default: next to --output).",
+)
 @click.option("--name", default=None, help="Profile name (default: the output file's stem).")
 @click.option("--steps", type=click.IntRange(min=2), default=None, help="Denoising steps (default: the pipeline's).")
 @click.option("--guidance-scale", type=click.FloatRange(min=0), default=None)
@@ -58,29 +77,80 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
 @click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds per prompt.")
 @click.option("--device", default=None, help="cuda, cpu... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
-@click.option("--feature-model", default="facebook/dinov2-small", show_default=True,
-              help="Frame features for similarity (and FID): hub id or local path of a transformers vision model.")
+@click.option(
+    "--feature-model",
+    default="facebook/dinov2-small",
+    show_default=True,
+    help="Frame features for similarity (and FID): hub id or local path of a transformers vision model.",
+)
 @click.option("--clip-model", default=None, help="Also report CLIP similarity with this model (hub id or path).")
-@click.option("--fid-features", default=None, help="FID features: default the feature model; 'inception' needs "
-              "the [inception] extra.")
-@click.option("--early-grid", type=float, default=0.1, show_default=True,
-              help="Spacing of early switch candidates, as a fraction of the process (1/steps: every step).")
+@click.option(
+    "--fid-features",
+    default=None,
+    help="FID features: default the feature model; 'inception' needs the [inception] extra.",
+)
+@click.option(
+    "--early-grid",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Spacing of early switch candidates, as a fraction of the process (1/steps: every step).",
+)
 @click.option("--late-grid", type=float, default=0.1, show_default=True, help="Spacing of late re-entry candidates.")
 @click.option("--alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="Algorithm 1 slope threshold.")
-@click.option("--floor", type=float, default=SIMILARITY_FLOOR, show_default=True,
-              help="Similarity the early boundary must keep (paper sec 4.2).")
-@click.option("--method", type=click.Choice(["full", "divergence"]), default="full", show_default=True,
-              help="full: the paper's sweeps; divergence: the U-curve only (no decoding, no sweeps).")
-@click.option("--samples", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Prompts whose videos go into the report.")
+@click.option(
+    "--floor",
+    type=float,
+    default=SIMILARITY_FLOOR,
+    show_default=True,
+    help="Similarity the early boundary must keep (paper sec 4.2).",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["full", "divergence"]),
+    default="full",
+    show_default=True,
+    help="full: the paper's sweeps; divergence: the U-curve only (no decoding, no sweeps).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Prompts whose videos go into the report.",
+)
 @click.option("--local-files-only", is_flag=True, help="Never download (also set by HF_HUB_OFFLINE=1).")
-def calibrate_command(large: str, small: str, prompts_file: str, reference: str | None, images: str | None,
-                      output: str | None, report_dir: str | None, work_dir: str | None, name: str | None,
-                      steps: int | None, guidance_scale: float | None, height: int | None, width: int | None,
-                      num_frames: int | None, max_sequence_length: int | None, flow_shift: float | None, seeds: str,
-                      device: str | None, dtype: str, feature_model: str, clip_model: str | None,
-                      fid_features: str | None, early_grid: float, late_grid: float, alpha: float, floor: float,
-                      method: str, samples: int, local_files_only: bool) -> None:
+def calibrate_command(
+    large: str,
+    small: str,
+    prompts_file: str,
+    reference: str | None,
+    images: str | None,
+    output: str | None,
+    report_dir: str | None,
+    work_dir: str | None,
+    name: str | None,
+    steps: int | None,
+    guidance_scale: float | None,
+    height: int | None,
+    width: int | None,
+    num_frames: int | None,
+    max_sequence_length: int | None,
+    flow_shift: float | None,
+    seeds: str,
+    device: str | None,
+    dtype: str,
+    feature_model: str,
+    clip_model: str | None,
+    fid_features: str | None,
+    early_grid: float,
+    late_grid: float,
+    alpha: float,
+    floor: float,
+    method: str,
+    samples: int,
+    local_files_only: bool,
+) -> None:
     """Calibrate a large/small model pair on a prompt set and write a profile (and a report)."""
     from flowblending.prompts import read_prompts
 
@@ -90,12 +160,31 @@ def calibrate_command(large: str, small: str, prompts_file: str, reference: str 
     if output is None and report_dir is None:
         raise FlowBlendingError("nothing to write: give --output PROFILE.json (and optionally --report DIR).")
     config = CalibrationConfig(
-        large=large, small=small, prompts=prompts, seeds=_seeds(seeds), reference=reference,
-        images=_images(images, len(prompts)), num_inference_steps=steps, guidance_scale=guidance_scale,
-        height=height, width=width, num_frames=num_frames, max_sequence_length=max_sequence_length,
-        flow_shift=flow_shift, feature_model=feature_model, clip_model=clip_model, fid_features=fid_features,
-        early_grid=early_grid, late_grid=late_grid, alpha=alpha, floor=floor, method=method,
-        name=name or (Path(output).stem if output else "calibrated"), samples=samples, device=device, dtype=dtype,
+        large=large,
+        small=small,
+        prompts=prompts,
+        seeds=_seeds(seeds),
+        reference=reference,
+        images=_images(images, len(prompts)),
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        max_sequence_length=max_sequence_length,
+        flow_shift=flow_shift,
+        feature_model=feature_model,
+        clip_model=clip_model,
+        fid_features=fid_features,
+        early_grid=early_grid,
+        late_grid=late_grid,
+        alpha=alpha,
+        floor=floor,
+        method=method,
+        name=name or (Path(output).stem if output else "calibrated"),
+        samples=samples,
+        device=device,
+        dtype=dtype,
         local_files_only=local_files_only or None,
     )
     calibrate(config, output=output, report_dir=report_dir, work_dir=work_dir, log=click.echo)

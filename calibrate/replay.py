@@ -251,7 +251,6 @@ class ReplayTransformer(RoutingTransformer):
             self.divergence.add(step, label, float(cos.mean()), float(l2.mean()))
 
 
-
 def install(pipe: Any, transformer: ReplayTransformer) -> ReplayTransformer:
     """Set ``transformer`` as ``pipe.transformer`` and attach it to the pipeline's scheduler."""
     pipe.transformer = transformer

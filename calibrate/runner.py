@@ -167,8 +167,15 @@ def calibrate(
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = _resolve_dtype(device, config.dtype)
     out_path = Path(output) if output else None
-    work = Path(work_dir) if work_dir else (out_path.with_suffix("").parent / (out_path.stem + ".work")
-                                            if out_path else Path("flowblending-calibration.work"))
+    work = (
+        Path(work_dir)
+        if work_dir
+        else (
+            out_path.with_suffix("").parent / (out_path.stem + ".work")
+            if out_path
+            else Path("flowblending-calibration.work")
+        )
+    )
     started = time.perf_counter()
     log(f"loading large {config.large} and small {config.small} on {device} ({str(dtype).replace('torch.', '')})")
     pipe, small, small_sub = load_pair(config, device, dtype)
@@ -194,7 +201,8 @@ def calibrate(
     fid_extractor = None
     if full and config.reference:
         fid_extractor = (
-            extractors["dino"] if config.fid_features in (None, config.feature_model)
+            extractors["dino"]
+            if config.fid_features in (None, config.feature_model)
             else load_feature_extractor(config.fid_features, device=device)
         )
     units = [
@@ -208,8 +216,7 @@ def calibrate(
 
     # -- pass 1: recorded large-only run + divergence + early sweep -------------------------------------------
     branches1 = 1 + len(early_steps)
-    bar = tqdm(total=len(units) * branches1, desc="pass 1: large-only + early sweep", unit="run",
-               disable=not progress)
+    bar = tqdm(total=len(units) * branches1, desc="pass 1: large-only + early sweep", unit="run", disable=not progress)
     fresh = 0
     pass1: dict[str, dict] = {}
     for unit in units:
@@ -225,8 +232,15 @@ def calibrate(
         bar.set_postfix_str(f"prompt {unit.index + 1}/{len(config.prompts)} seed {unit.seed}")
         before = dict(gen.calls)
         try:
-            res = run_pass1(gen, unit, early_steps, extractors, fid_extractor, with_early=full,
-                            on_branch=lambda _label: bar.update(1))
+            res = run_pass1(
+                gen,
+                unit,
+                early_steps,
+                extractors,
+                fid_extractor,
+                with_early=full,
+                on_branch=lambda _label: bar.update(1),
+            )
         except FlowBlendingError as exc:
             raise CalibrationError(f"prompt {unit.index + 1} ({unit.prompt!r}), seed {unit.seed}: {exc}") from exc
         from flowblending.cost import step_flops
@@ -286,14 +300,19 @@ def calibrate(
             log("early sweep: the premise does not hold (" + "; ".join(early_block["premise"]) + ")")
         elif fid_extractor is None:
             late_frac = max(proxy_l, e_step / num_steps)
-            late_block = {"source": "divergence", "x": None, "fid": None,
-                          "chosen": {"index": None, "x": 100 * late_frac, "fid": None},
-                          "premise": [], "feature": None, "reference_frames": 0}
+            late_block = {
+                "source": "divergence",
+                "x": None,
+                "fid": None,
+                "chosen": {"index": None, "x": 100 * late_frac, "fid": None},
+                "premise": [],
+                "feature": None,
+                "reference_frames": 0,
+            }
             schedule = _lsl(e_step / num_steps, late_frac)
             calibration["notes"].append("no --reference: the late boundary comes from the divergence curve.")
         else:
-            late_block = _late_sweep(config, work, units, gen, fid_extractor, e_step, num_steps, pass1, log,
-                                     progress)
+            late_block = _late_sweep(config, work, units, gen, fid_extractor, e_step, num_steps, pass1, log, progress)
             failed += [f"late: {p}" for p in late_block["premise"]]
             r_step = round(late_block["chosen"]["x"] / 100 * num_steps)
             schedule = _lsl(e_step / num_steps, r_step / num_steps)
@@ -307,16 +326,21 @@ def calibrate(
         e_for_count = round(early_block["chosen"]["x"] / 100 * num_steps)
     naive = naive_calls(num_steps, calls_per_step, early_steps, e_for_count, late_steps)
     naive = {r: n * len(units) for r, n in naive.items()}
-    computed = _sum_calls([pass1[u.key]["calls"] for u in units] + [late_block.get("computed_calls", {})
-                                                                     if late_block else {}])
+    computed = _sum_calls(
+        [pass1[u.key]["calls"] for u in units] + [late_block.get("computed_calls", {}) if late_block else {}]
+    )
     expected = shared_calls(num_steps, calls_per_step, early_steps, e_for_count, late_steps)
     expected = {r: v * len(units) for r, v in expected.items()}
-    calibration["calls"] = {"computed": computed, "naive": naive, "formula": expected,
-                            "calls_per_step": calls_per_step, "this_run": dict(gen.calls)}
+    calibration["calls"] = {
+        "computed": computed,
+        "naive": naive,
+        "formula": expected,
+        "calls_per_step": calls_per_step,
+        "this_run": dict(gen.calls),
+    }
 
     # -- profile ---------------------------------------------------------------------------------------------
-    profile = _make_profile(config, pipe, large, small, small_sub, num_steps, call_kwargs, schedule, first,
-                            calibration)
+    profile = _make_profile(config, pipe, large, small, small_sub, num_steps, call_kwargs, schedule, first, calibration)
     profile_path = None
     if out_path is not None:
         from flowblending.profile import save_profile
@@ -442,8 +466,18 @@ def _fid_state(features: torch.Tensor, dim: int, name: str) -> dict[str, Any]:
     }
 
 
-def _late_sweep(config: CalibrationConfig, work: Path, units: list[Unit], gen: Generator, fid_extractor: Any,
-                e_step: int, n: int, pass1: dict, log: Log, progress: bool) -> dict:
+def _late_sweep(
+    config: CalibrationConfig,
+    work: Path,
+    units: list[Unit],
+    gen: Generator,
+    fid_extractor: Any,
+    e_step: int,
+    n: int,
+    pass1: dict,
+    log: Log,
+    progress: bool,
+) -> dict:
     """Pass 2 over all units and the FID V-curve over re-entry points (sec 4.3)."""
     from tqdm.auto import tqdm
 
@@ -452,8 +486,12 @@ def _late_sweep(config: CalibrationConfig, work: Path, units: list[Unit], gen: G
     ref_state, ref_count = _reference_stats(config, work, fid_extractor, log)
     late_steps = [r for r in grid_steps(config.late_grid, n, include_zero=False) if e_step < r < n]
     candidates = [e_step, *late_steps, n]  # e: large-only (no small steps), n: L->S->S (no re-entry)
-    bar = tqdm(total=len(units) * (1 + len(late_steps)), desc=f"pass 2: late sweep (early step {e_step})",
-               unit="run", disable=not progress)
+    bar = tqdm(
+        total=len(units) * (1 + len(late_steps)),
+        desc=f"pass 2: late sweep (early step {e_step})",
+        unit="run",
+        disable=not progress,
+    )
     per_unit: dict[str, dict[int, torch.Tensor]] = {}
     computed: list[dict[str, int]] = []
     for i, unit in enumerate(units):
@@ -468,8 +506,9 @@ def _late_sweep(config: CalibrationConfig, work: Path, units: list[Unit], gen: G
         before = dict(gen.calls)
         rec = Recording.load(udir / "large.safetensors", device=gen.pipe.device).restrict(range(e_step))
         keep = i < config.samples
-        res = run_pass2(gen, unit, rec, e_step, late_steps, fid_extractor, keep_frames=keep,
-                        on_branch=lambda _label: bar.update(1))
+        res = run_pass2(
+            gen, unit, rec, e_step, late_steps, fid_extractor, keep_frames=keep, on_branch=lambda _label: bar.update(1)
+        )
         feats = {**res.features, e_step: torch.load(udir / "large-fid.pt")}
         _atomic_torch_save({"features": {k: v.cpu() for k, v in feats.items()}, "calls": _delta(gen, before)}, path)
         if keep:
@@ -511,9 +550,18 @@ def _sum_calls(parts: list[dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _make_profile(config: CalibrationConfig, pipe: Any, large: Any, small: Any, small_sub: str | None,
-                  num_steps: int, call_kwargs: dict[str, Any], schedule: tuple[Segment, ...], first: dict,
-                  calibration: dict) -> Any:
+def _make_profile(
+    config: CalibrationConfig,
+    pipe: Any,
+    large: Any,
+    small: Any,
+    small_sub: str | None,
+    num_steps: int,
+    call_kwargs: dict[str, Any],
+    schedule: tuple[Segment, ...],
+    first: dict,
+    calibration: dict,
+) -> Any:
     from flowblending.compose import make_profile
     from flowblending.profile import ModelSpec, SchedulerSpec, Setting
 
@@ -530,10 +578,20 @@ def _make_profile(config: CalibrationConfig, pipe: Any, large: Any, small: Any, 
         max_sequence_length=call_kwargs.get("max_sequence_length"),
     )
     models = {
-        "large": ModelSpec(config.large, config.large_revision, "transformer", type(large).__name__,
-                           sum(p.numel() for p in large.parameters())),
-        "small": ModelSpec(config.small, config.small_revision, small_sub, type(small).__name__,
-                           sum(p.numel() for p in small.parameters())),
+        "large": ModelSpec(
+            config.large,
+            config.large_revision,
+            "transformer",
+            type(large).__name__,
+            sum(p.numel() for p in large.parameters()),
+        ),
+        "small": ModelSpec(
+            config.small,
+            config.small_revision,
+            small_sub,
+            type(small).__name__,
+            sum(p.numel() for p in small.parameters()),
+        ),
     }
     return make_profile(
         name=config.name,
@@ -559,8 +617,9 @@ def _make_profile(config: CalibrationConfig, pipe: Any, large: Any, small: Any, 
     )
 
 
-def _samples(work: Path, units: list[Unit], config: CalibrationConfig, schedule: tuple[Segment, ...],
-             n: int) -> dict[str, dict[str, np.ndarray]]:
+def _samples(
+    work: Path, units: list[Unit], config: CalibrationConfig, schedule: tuple[Segment, ...], n: int
+) -> dict[str, dict[str, np.ndarray]]:
     """Frames of large-only, the chosen schedule, L-S-S and small-only for the first units (report GIFs)."""
     out: dict[str, dict[str, np.ndarray]] = {}
     early = round(schedule[1].start * n) if len(schedule) > 1 else None
@@ -587,8 +646,9 @@ def _samples(work: Path, units: list[Unit], config: CalibrationConfig, schedule:
     return out
 
 
-def _summary(profile: Any, calibration: dict, profile_path: Path | None, report_path: Path | None,
-             seconds: float) -> str:
+def _summary(
+    profile: Any, calibration: dict, profile_path: Path | None, report_path: Path | None, seconds: float
+) -> str:
     from flowblending.schedule import pattern_of
 
     lines = ["", "calibration summary"]
@@ -597,8 +657,10 @@ def _summary(profile: Any, calibration: dict, profile_path: Path | None, report_
     early, late = calibration.get("early"), calibration.get("late")
     if early:
         c = early["chosen"]
-        lines.append(f"  early boundary (Algorithm 1, alpha {early['alpha']}): small model from {c['x']:.1f}% "
-                     f"(DINO similarity {c['y']:.4f})")
+        lines.append(
+            f"  early boundary (Algorithm 1, alpha {early['alpha']}): small model from {c['x']:.1f}% "
+            f"(DINO similarity {c['y']:.4f})"
+        )
     if late:
         c = late["chosen"]
         src = "FID minimum" if late["source"] == "fid" else "divergence curve"

@@ -466,8 +466,7 @@ def _family_of(like: Any) -> str:
     if name.startswith("LTX"):
         return "ltx"
     raise ValueError(
-        f"like must be a TinyPair, a Wan/LTX pipeline (or its class name or directory), 'wan' or 'ltx'; "
-        f"got {like!r}"
+        f"like must be a TinyPair, a Wan/LTX pipeline (or its class name or directory), 'wan' or 'ltx'; got {like!r}"
     )
 
 
@@ -608,7 +607,11 @@ def save_tiny_dinov2(directory: str | Path, *, seed: int = 0) -> Path:
     path = Path(directory)
     with _seeded(seed):
         config = transformers.Dinov2Config(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
             patch_size=8,
         )
         transformers.Dinov2Model(config).save_pretrained(path)
@@ -617,7 +620,9 @@ def save_tiny_dinov2(directory: str | Path, *, seed: int = 0) -> Path:
     return path
 
 
-def save_reference_frames(directory: str | Path, count: int = 48, size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
+def save_reference_frames(
+    directory: str | Path, count: int = 48, size: tuple[int, int] = (48, 64), seed: int = 0
+) -> Path:
     """``count`` PNG frames of smooth random colour fields: a stand-in reference set for FID in tests."""
     import numpy as np
     from PIL import Image

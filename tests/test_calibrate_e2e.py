@@ -56,11 +56,37 @@ def _config(assets, **kw):
 def test_cli_calibration_writes_a_valid_profile_that_runs(assets, tmp_path):
     out = tmp_path / "tiny.json"
     args = [
-        "calibrate", "--large", assets["pair"].pipeline_dir, "--small", assets["pair"].small_dir,
-        "--prompts", assets["prompts"], "--reference", assets["reference"], "--steps", STEPS,
-        "--height", 48, "--width", 64, "--num-frames", 9, "--max-sequence-length", 16,
-        "--feature-model", assets["dino"], "--early-grid", 0.2, "--late-grid", 0.2, "--samples", 1,
-        "--output", out, "--report", tmp_path / "report",
+        "calibrate",
+        "--large",
+        assets["pair"].pipeline_dir,
+        "--small",
+        assets["pair"].small_dir,
+        "--prompts",
+        assets["prompts"],
+        "--reference",
+        assets["reference"],
+        "--steps",
+        STEPS,
+        "--height",
+        48,
+        "--width",
+        64,
+        "--num-frames",
+        9,
+        "--max-sequence-length",
+        16,
+        "--feature-model",
+        assets["dino"],
+        "--early-grid",
+        0.2,
+        "--late-grid",
+        0.2,
+        "--samples",
+        1,
+        "--output",
+        out,
+        "--report",
+        tmp_path / "report",
     ]
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -94,14 +120,22 @@ def test_call_formulas_on_the_papers_wan_protocol():
 
 
 def test_interrupted_run_resumes_to_the_same_profile(assets, tmp_path):
-    whole = calibrate(_config(assets), output=tmp_path / "a.json", work_dir=tmp_path / "wa", progress=False,
-                      log=lambda s: None)
+    whole = calibrate(
+        _config(assets), output=tmp_path / "a.json", work_dir=tmp_path / "wa", progress=False, log=lambda s: None
+    )
     with pytest.raises(RuntimeError, match="injected failure"):
-        calibrate(_config(assets), output=tmp_path / "b.json", work_dir=tmp_path / "wb", progress=False,
-                  log=lambda s: None, fail_after_units=1)
+        calibrate(
+            _config(assets),
+            output=tmp_path / "b.json",
+            work_dir=tmp_path / "wb",
+            progress=False,
+            log=lambda s: None,
+            fail_after_units=1,
+        )
     assert not (tmp_path / "b.json").exists()
-    resumed = calibrate(_config(assets), output=tmp_path / "b.json", work_dir=tmp_path / "wb", progress=False,
-                        log=lambda s: None)
+    resumed = calibrate(
+        _config(assets), output=tmp_path / "b.json", work_dir=tmp_path / "wb", progress=False, log=lambda s: None
+    )
     a, b = copy.deepcopy(whole.profile.to_dict()), copy.deepcopy(resumed.profile.to_dict())
     for d in (a, b):
         d["provenance"].pop("created")
@@ -111,18 +145,33 @@ def test_interrupted_run_resumes_to_the_same_profile(assets, tmp_path):
 
 
 def test_resume_with_other_arguments_is_refused(assets, tmp_path):
-    calibrate(_config(assets, method="divergence"), output=tmp_path / "a.json", work_dir=tmp_path / "w",
-              progress=False, log=lambda s: None)
+    calibrate(
+        _config(assets, method="divergence"),
+        output=tmp_path / "a.json",
+        work_dir=tmp_path / "w",
+        progress=False,
+        log=lambda s: None,
+    )
     from calibrate.config import CalibrationError
 
     with pytest.raises(CalibrationError, match="num_inference_steps"):
-        calibrate(_config(assets, num_inference_steps=8), output=tmp_path / "a.json", work_dir=tmp_path / "w",
-                  progress=False, log=lambda s: None)
+        calibrate(
+            _config(assets, num_inference_steps=8),
+            output=tmp_path / "a.json",
+            work_dir=tmp_path / "w",
+            progress=False,
+            log=lambda s: None,
+        )
 
 
 def test_divergence_method_needs_no_decoding(assets, tmp_path):
-    out = calibrate(_config(assets, method="divergence", reference=None), output=tmp_path / "d.json",
-                    work_dir=tmp_path / "wd", progress=False, log=lambda s: None)
+    out = calibrate(
+        _config(assets, method="divergence", reference=None),
+        output=tmp_path / "d.json",
+        work_dir=tmp_path / "wd",
+        progress=False,
+        log=lambda s: None,
+    )
     cal = out.calibration
     assert "early" not in cal and cal["method"] == "divergence"
     assert cal["calls"]["computed"] == {"large": 2 * STEPS * 2, "small": 2 * STEPS * 2}  # 2 prompts, cond+uncond

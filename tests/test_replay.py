@@ -40,7 +40,10 @@ def pair(request):
 def test_recorded_large_run_is_the_plain_pipeline_and_measures_divergence(pair):
     pipe, models = _load(pair)
     plain = pipe(
-        prompt=PROMPT, generator=torch.Generator().manual_seed(0), num_inference_steps=STEPS, output_type="pt",
+        prompt=PROMPT,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=STEPS,
+        output_type="pt",
         **pair.call_kwargs,
     ).frames
     rec = ReplayTransformer(models, ["large"] * STEPS, record=True, shadow="small")
