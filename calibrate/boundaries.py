@@ -39,8 +39,7 @@ def _pair(x: ArrayLike, y: ArrayLike, y_name: str, min_len: int) -> tuple[np.nda
     xa, ya = _curve("x", x), _curve(y_name, y)
     if xa.size != ya.size:
         raise ValueError(
-            f"x and {y_name} must have the same length, got {xa.size} and {ya.size}: "
-            f"pass one {y_name} value per x"
+            f"x and {y_name} must have the same length, got {xa.size} and {ya.size}: pass one {y_name} value per x"
         )
     if xa.size < min_len:
         raise ValueError(f"x must hold at least {min_len} candidates, got {xa.size}: sweep more points")
@@ -97,9 +96,7 @@ def find_early_boundary(x: ArrayLike, y: ArrayLike, alpha: float = DEFAULT_ALPHA
 def _check_index(k: int, n: int) -> None:
     """Reject a boundary index that does not point into a curve of length ``n``."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < n:
-        raise ValueError(
-            f"k must be an index into the curve (0 <= k < {n}), got {k!r}: pass the k the finder returned"
-        )
+        raise ValueError(f"k must be an index into the curve (0 <= k < {n}), got {k!r}: pass the k the finder returned")
 
 
 def early_curve_premise(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR) -> list[str]:

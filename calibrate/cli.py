@@ -90,6 +90,12 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
     help="FID features: default the feature model; 'inception' needs the [inception] extra.",
 )
 @click.option(
+    "--early-boundary",
+    type=float,
+    default=None,
+    help="Fix the early boundary (fraction, e.g. 0.4) instead of choosing it with Algorithm 1.",
+)
+@click.option(
     "--early-grid",
     type=float,
     default=0.1,
@@ -143,6 +149,7 @@ def calibrate_command(
     feature_model: str,
     clip_model: str | None,
     fid_features: str | None,
+    early_boundary: float | None,
     early_grid: float,
     late_grid: float,
     alpha: float,
@@ -176,6 +183,7 @@ def calibrate_command(
         feature_model=feature_model,
         clip_model=clip_model,
         fid_features=fid_features,
+        early_boundary=early_boundary,
         early_grid=early_grid,
         late_grid=late_grid,
         alpha=alpha,

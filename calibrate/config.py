@@ -42,6 +42,7 @@ class CalibrationConfig:
     feature_model: str = "facebook/dinov2-small"
     clip_model: str | None = None
     fid_features: str | None = None  # None: the feature model; "inception": torch-fidelity's InceptionV3
+    early_boundary: float | None = None  # fix the early boundary instead of choosing it (Algorithm 1)
     early_grid: float = 0.1
     late_grid: float = 0.1
     alpha: float = DEFAULT_ALPHA
@@ -67,6 +68,10 @@ class CalibrationConfig:
                     f"--{name.replace('_', '-')} must be a fraction of the process in (0, 0.5], got {value!r}; "
                     "e.g. 0.1 for every 10% of the steps, or 1/steps for every step."
                 )
+        if self.early_boundary is not None and not 0 < self.early_boundary < 1:
+            raise CalibrationError(
+                f"--early-boundary must be a fraction in (0, 1), got {self.early_boundary!r}; e.g. 0.4."
+            )
         if not 0 < self.alpha < 1:
             raise CalibrationError(f"--alpha must be in (0, 1) (Algorithm 1's threshold), got {self.alpha!r}.")
         if not 0 < self.floor <= 1:

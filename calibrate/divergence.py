@@ -180,9 +180,7 @@ def divergence_premise(
     _check_fraction("flat_rtol", flat_rtol)
     for name, value in (("early", early), ("late", late)):
         if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value <= 1.0:
-            raise ValueError(
-                f"{name} must be a fraction in [0, 1], got {value!r}: pass divergence_boundaries' result"
-            )
+            raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}: pass divergence_boundaries' result")
     if is_flat(m, s, flat_rtol):
         return [
             f"no U-shape: the divergence curve is flat (range {curve_range(m, s):.4g} <= {flat_rtol:g} x "
@@ -190,9 +188,7 @@ def divergence_premise(
         ]
     failed = []
     if early <= 0.0:
-        failed.append(
-            "no U-shape: no early stage, the valley starts at step 0 (divergence does not fall at the start)"
-        )
+        failed.append("no U-shape: no early stage, the valley starts at step 0 (divergence does not fall at the start)")
     if late >= 1.0:
         failed.append(
             "no U-shape: no late rise, the valley reaches the last step (divergence does not rise at the end)"

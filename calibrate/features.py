@@ -142,9 +142,7 @@ class FrameFeatures(abc.ABC):
 
 def _check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int (frames per forward pass), got {batch_size!r}."
-        )
+        raise ValueError(f"`batch_size` must be a positive int (frames per forward pass), got {batch_size!r}.")
     return batch_size
 
 
@@ -287,9 +285,7 @@ class HFImageFeatures(FrameFeatures):
             edge = _get(candidate, "shortest_edge")
             if edge:
                 return int(edge), int(edge)
-        image_size = getattr(
-            getattr(self.model.config, "vision_config", self.model.config), "image_size", 224
-        )
+        image_size = getattr(getattr(self.model.config, "vision_config", self.model.config), "image_size", 224)
         if isinstance(image_size, (list, tuple)):
             return int(image_size[0]), int(image_size[1])
         return int(image_size), int(image_size)

@@ -97,9 +97,7 @@ def frames_of(video: Tensor, *, arg: str = "video") -> Tensor:
             if video.shape[-1] == 3
             else ""
         )
-        raise ValueError(
-            f"`{arg}` must have 3 channels at dim 2, (B, F, 3, H, W), got {tuple(video.shape)}.{hint}"
-        )
+        raise ValueError(f"`{arg}` must have 3 channels at dim 2, (B, F, 3, H, W), got {tuple(video.shape)}.{hint}")
     b, f = video.shape[:2]
     return check_frames(video.reshape(b * f, *video.shape[2:]), arg=arg)
 
@@ -149,9 +147,7 @@ def psnr_ssim(video_a: Tensor, video_b: Tensor) -> tuple[Tensor, Tensor]:
             f"and {tuple(b.shape[1:])}; decode both at the same height and width."
         )
     if min(a.shape[-2:]) < 11:
-        raise ValueError(
-            f"frames must be at least 11x11 for SSIM's 11x11 Gaussian window, got {tuple(a.shape[-2:])}."
-        )
+        raise ValueError(f"frames must be at least 11x11 for SSIM's 11x11 Gaussian window, got {tuple(a.shape[-2:])}.")
     a = a.double()
     b = b.double()
     psnr = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
@@ -315,14 +311,11 @@ class FeatureFID:
         state = other.export_state() if isinstance(other, FeatureFID) else other
         if not isinstance(state, Mapping):
             raise TypeError(
-                f"`other` must be a FeatureFID or a dict from FeatureFID.export_state(), got "
-                f"{type(other).__name__}."
+                f"`other` must be a FeatureFID or a dict from FeatureFID.export_state(), got {type(other).__name__}."
             )
         missing = [key for key in FID_STATE_KEYS if key not in state]
         if missing:
-            raise ValueError(
-                f"FID state is missing {missing}; pass the dict returned by FeatureFID.export_state()."
-            )
+            raise ValueError(f"FID state is missing {missing}; pass the dict returned by FeatureFID.export_state().")
         name = state.get("feature_name")
         if name is not None and name != self.name:
             raise ValueError(
@@ -342,9 +335,7 @@ class FeatureFID:
         return out
 
     def __repr__(self) -> str:
-        return (
-            f"FeatureFID(features={self.name!r}, dim={self.dim}, real={self.num_real}, fake={self.num_fake})"
-        )
+        return f"FeatureFID(features={self.name!r}, dim={self.dim}, real={self.num_real}, fake={self.num_fake})"
 
 
 # --------------------------------------------------------------------------------- reference frames
@@ -367,9 +358,7 @@ def _normalize_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     else:
         dims = tuple(size)
     if len(dims) != 2 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError(
-            f"`size` must be None, a positive int or (height, width) of positive ints, got {size!r}."
-        )
+        raise ValueError(f"`size` must be None, a positive int or (height, width) of positive ints, got {size!r}.")
     return dims[0], dims[1]
 
 
@@ -421,9 +410,7 @@ def iter_reference_frames(
     """
     root = Path(path).expanduser()
     target = _normalize_size(size)
-    if max_frames is not None and (
-        isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1
-    ):
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"`max_frames` must be None or a positive int, got {max_frames!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")

@@ -90,13 +90,15 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
     from diffusers import DiffusionPipeline
 
     from flowblending.loading import _dtype_kwargs, check_compatible
-    from flowblending.profile import ModelSpec
+    from flowblending.profile import ModelSpec, resolve_model_location
 
     from_kwargs: dict[str, Any] = {**_dtype_kwargs(dtype)}
     if config.local_files_only is not None:
         from_kwargs["local_files_only"] = config.local_files_only
     try:
-        pipe = DiffusionPipeline.from_pretrained(config.large, revision=config.large_revision, **from_kwargs)
+        pipe = DiffusionPipeline.from_pretrained(
+            resolve_model_location(config.large), revision=config.large_revision, **from_kwargs
+        )
     except OSError as exc:
         from flowblending.loading import _not_available
 
@@ -109,7 +111,7 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
             kwargs = {**from_kwargs, "revision": config.small_revision}
             if sub:
                 kwargs["subfolder"] = sub
-            small = cls.from_pretrained(config.small, **kwargs)
+            small = cls.from_pretrained(resolve_model_location(config.small), **kwargs)
             used = sub
             break
         except OSError as exc:
@@ -295,7 +297,14 @@ def calibrate(
         calibration["early"] = early_block
         failed += [f"early: {p}" for p in early_block["premise"]]
         e_step = round(early_block["chosen"]["x"] / 100 * num_steps)
-        if early_block["premise"] or e_step >= num_steps:
+        if config.early_boundary is not None:
+            e_step = first_step(config.early_boundary, num_steps)
+            calibration["notes"].append(
+                f"early boundary fixed by --early-boundary {config.early_boundary} (step {e_step}); "
+                "Algorithm 1's choice is reported but not used."
+            )
+            failed = [f for f in failed if not f.startswith("early: ")]
+        if (config.early_boundary is None and early_block["premise"]) or e_step >= num_steps:
             schedule = _large_only()
             log("early sweep: the premise does not hold (" + "; ".join(early_block["premise"]) + ")")
         elif fid_extractor is None:
@@ -323,7 +332,7 @@ def calibrate(
     late_steps = grid_steps(config.late_grid, num_steps, include_zero=False)
     e_for_count = None
     if late_block is not None and late_block.get("source") == "fid":
-        e_for_count = round(early_block["chosen"]["x"] / 100 * num_steps)
+        e_for_count = late_block["steps"][0]
     naive = naive_calls(num_steps, calls_per_step, early_steps, e_for_count, late_steps)
     naive = {r: n * len(units) for r, n in naive.items()}
     computed = _sum_calls(

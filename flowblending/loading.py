@@ -70,8 +70,8 @@ def _offline() -> bool:
 
 def _not_available(spec: ModelSpec, role: str, exc: BaseException) -> ModelNotAvailableError:
     where = f" (revision {spec.revision})" if spec.revision else ""
-    if os.path.isabs(spec.id) or spec.id.startswith("."):
-        hint = f"the directory {spec.id} does not hold a diffusers model ({exc.__class__.__name__}: {exc})"
+    if os.path.isabs(spec.location) or spec.id.startswith((".", "package://")):
+        hint = f"the directory {spec.location} does not hold a diffusers model ({exc.__class__.__name__}: {exc})"
         return ModelNotAvailableError(f"cannot load the {role!r} model: {hint}.")
     mode = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else "local_files_only or no network"
     return ModelNotAvailableError(
@@ -125,7 +125,7 @@ def load_transformer(
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     try:
-        model = cls.from_pretrained(spec.id, **kwargs)
+        model = cls.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise _not_available(spec, role, exc) from exc
     return model.eval()
@@ -201,7 +201,8 @@ def _warn_if_other_model(model: Any, spec: ModelSpec, role: str) -> None:
     norm = loaded.rstrip("/")
     if spec.subfolder and norm.endswith("/" + spec.subfolder):
         norm = norm[: -len(spec.subfolder) - 1]
-    if norm != spec.id.rstrip("/") and not norm.endswith(spec.id.rstrip("/")):
+    expected = spec.location.rstrip("/")
+    if norm != expected and not norm.endswith(expected) and not expected.endswith(norm):
         warnings.warn(
             f"role {role!r}: the profile was calibrated on {spec.id!r} but the model given was loaded from "
             f"{loaded!r}; the boundaries may not be optimal for it (recalibrate with `flowblending calibrate`).",
@@ -231,7 +232,7 @@ def load_pipeline(
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     try:
-        pipe = cls.from_pretrained(spec.id, **kwargs)
+        pipe = cls.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise _not_available(spec, profile.base_role, exc) from exc
     segments = schedule or profile.schedule

@@ -34,12 +34,35 @@ class ModelSpec:
     transformer_class: str | None = None
     parameters: int | None = None
 
+    @property
+    def location(self) -> str:
+        """What ``from_pretrained`` gets: the hub id or path, with ``package://pkg/rel`` resolved to the
+        installed package's data (how the demo profile points at weights shipped in the wheel)."""
+        return resolve_model_location(self.id)
+
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"id": self.id, "revision": self.revision, "subfolder": self.subfolder}
         if self.transformer_class is not None:
             out["transformer_class"] = self.transformer_class
         out["parameters"] = self.parameters
         return out
+
+
+PACKAGE_SCHEME = "package://"
+
+
+def resolve_model_location(model_id: str) -> str:
+    """``package://calibrate.demo/weights/pipeline`` -> that folder of the installed package; else unchanged."""
+    if not model_id.startswith(PACKAGE_SCHEME):
+        return model_id
+    package, _, relative = model_id[len(PACKAGE_SCHEME) :].partition("/")
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:
+        raise ProfileError(
+            f"model id {model_id!r} names package {package!r}, which is not installed; install it or use a path."
+        ) from None
+    return str(root.joinpath(relative))
 
 
 @dataclass(frozen=True)
