@@ -86,11 +86,12 @@ def shared(assets: dict, prompts: int, steps: int, work: Path) -> dict:
 
     start = time.perf_counter()
     out = calibrate(_config(assets, prompts, steps), work_dir=work, progress=False, log=lambda s: None)
+    assert out is not None
     seconds = time.perf_counter() - start
     cal = out.calibration
     return {
         "seconds": seconds,
-        "calls": cal["calls"]["this_run"],
+        "calls": cal["calls"]["computed"],
         "naive_formula": cal["calls"]["naive"],
         "early_step": cal["late"]["steps"][0],
     }

@@ -37,12 +37,12 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
 
 
 @click.command("calibrate")
-@click.option("--large", required=True, help="Large model: diffusers pipeline repo id or local directory.")
-@click.option("--small", required=True, help="Small model: pipeline repo/dir (transformer subfolder) or a transformer.")
+@click.option("--large", default=None, help="Large model: diffusers pipeline repo id or local directory.")
+@click.option("--small", default=None, help="Small model: pipeline repo/dir (transformer subfolder) or a transformer.")
 @click.option(
     "--prompts",
     "prompts_file",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
     help="Text file, one prompt per line (# comments and blank lines skipped).",
 )
@@ -125,11 +125,18 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
     show_default=True,
     help="Prompts whose videos go into the report.",
 )
+@click.option(
+    "--merge",
+    "merge_dir",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Rebuild the profile/report from a finished work dir (e.g. after a multi-process run); loads no model.",
+)
 @click.option("--local-files-only", is_flag=True, help="Never download (also set by HF_HUB_OFFLINE=1).")
 def calibrate_command(
-    large: str,
-    small: str,
-    prompts_file: str,
+    large: str | None,
+    small: str | None,
+    prompts_file: str | None,
     reference: str | None,
     images: str | None,
     output: str | None,
@@ -156,6 +163,7 @@ def calibrate_command(
     floor: float,
     method: str,
     samples: int,
+    merge_dir: str | None,
     local_files_only: bool,
 ) -> None:
     """Calibrate a large/small model pair on a prompt set and write a profile (and a report)."""
@@ -163,6 +171,21 @@ def calibrate_command(
 
     from .runner import calibrate
 
+    if merge_dir is not None:
+        from .finalize import merge
+
+        if output is None and report_dir is None:
+            raise FlowBlendingError("--merge needs --output PROFILE.json and/or --report DIR to write.")
+        merge(merge_dir, output=output, report_dir=report_dir, log=click.echo)
+        return
+    missing = [
+        name for name, value in (("--large", large), ("--small", small), ("--prompts", prompts_file)) if value is None
+    ]
+    if missing:
+        raise FlowBlendingError(
+            f"missing {', '.join(missing)}: a calibration needs --large, --small and --prompts "
+            "(or --merge WORK_DIR to rebuild a profile)."
+        )
     prompts = tuple(read_prompts(prompts_file))
     if output is None and report_dir is None:
         raise FlowBlendingError("nothing to write: give --output PROFILE.json (and optionally --report DIR).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -95,6 +96,15 @@ class CalibrationConfig:
     @property
     def prompt_set_sha256(self) -> str:
         return hashlib.sha256("\n".join(self.prompts).encode("utf-8")).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, JSON-serialisable (``run.json`` of the work dir, read back by ``--merge``)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CalibrationConfig:
+        tuples = ("prompts", "seeds", "images", "notes")
+        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items()})
 
     def identity(self) -> dict[str, Any]:
         """The arguments that change results; a resumed run must agree on every one."""

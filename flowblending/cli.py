@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .errors import FlowBlendingError, ProfileError
-from .profile import Profile, load_profile, read_profile_json, shipped_profile_names, validate_profile_dict
+from .profile import Profile, load_profile, read_profile_json, validate_profile_dict
 from .schedule import Segment, pattern_of, segments_from_pattern
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -90,9 +90,7 @@ def inspect(profile: str, steps: int | None) -> None:
         + ", ".join(f"{seg.model} [{seg.start:g}, {seg.end:g})" for seg in p.schedule)
     )
     for b in p.boundaries:
-        click.echo(
-            f"  switch {b.from_role}->{b.to_role} at {b.fraction:g} = step {b.step}, sigma {b.sigma:.4f}"
-        )
+        click.echo(f"  switch {b.from_role}->{b.to_role} at {b.fraction:g} = step {b.step}, sigma {b.sigma:.4f}")
     c = p.cost
     click.echo(
         f"cost: {c.flops_total / 1e12:,.1f} TFLOPs vs {c.flops_large_only / 1e12:,.1f} large-only "
@@ -107,9 +105,7 @@ def inspect(profile: str, steps: int | None) -> None:
 
 
 # --- run ------------------------------------------------------------------------------------------------
-def _schedule_override(
-    profile: Profile, pattern: str | None, boundaries: str | None
-) -> tuple[Segment, ...] | None:
+def _schedule_override(profile: Profile, pattern: str | None, boundaries: str | None) -> tuple[Segment, ...] | None:
     if pattern is None and boundaries is None:
         return None
     cuts = None
@@ -159,9 +155,7 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 
 
 @cli.command()
-@click.option(
-    "--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, demo) or path."
-)
+@click.option("--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, demo) or path.")
 @click.option("--prompt", default=None, help="Text prompt.")
 @click.option(
     "--prompts",
@@ -178,16 +172,12 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 )
 @click.option("--negative-prompt", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (plan scales with it)."
-)
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Denoising steps (plan scales with it).")
 @click.option("--guidance-scale", type=click.FloatRange(min=0), default=None)
 @click.option("--height", type=click.IntRange(min=1), default=None)
 @click.option("--width", type=click.IntRange(min=1), default=None)
 @click.option("--num-frames", type=click.IntRange(min=1), default=None)
-@click.option(
-    "--schedule", "pattern", default=None, help="Override the schedule pattern, e.g. LSL, LSS, LLL."
-)
+@click.option("--schedule", "pattern", default=None, help="Override the schedule pattern, e.g. LSL, LSS, LLL.")
 @click.option("--boundaries", default=None, help="Override the boundaries, e.g. 0.4,0.8.")
 @click.option(
     "--routing",
@@ -199,9 +189,7 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 @click.option("--device", default=None, help="cuda, cpu, cuda:1... (default: cuda if available).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Video file (.mp4 or .gif).")
-@click.option(
-    "--output-dir", type=click.Path(file_okay=False), default=None, help="Folder for --prompts videos."
-)
+@click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Folder for --prompts videos.")
 @click.option("--fps", type=click.IntRange(min=1), default=None)
 @click.option("--local-files-only", is_flag=True, help="Never download (also set by HF_HUB_OFFLINE=1).")
 @click.option("--dry-run", is_flag=True, help="Print the per-step plan and FLOPs; load no weights.")
@@ -239,9 +227,7 @@ def run(
     if prompt is not None and prompts_file is not None:
         raise FlowBlendingError("give either --prompt or --prompts, not both.")
     if prompt is None and prompts_file is None:
-        raise FlowBlendingError(
-            "no prompt: give --prompt TEXT or --prompts FILE (or --dry-run to only plan)."
-        )
+        raise FlowBlendingError("no prompt: give --prompt TEXT or --prompts FILE (or --dry-run to only plan).")
     if profile.image_to_video and image is None:
         raise FlowBlendingError(
             f"profile {profile.name!r} is image-to-video ({profile.pipeline_class}); give the first frame with --image."
@@ -256,11 +242,19 @@ def run(
         else:
             target = Path(output_dir or f"{profile.name}-videos") / f"{i:04d}-{slug(text)}-{seed}.mp4"
         jobs.append((text, target))
+    procs = None
     if prompts_file is not None:
+        from .distributed import processes
+
+        procs = processes()  # under torchrun / accelerate launch: this rank's share of the prompts
+        jobs = procs.shard(jobs)
+        tag = f"[{procs.label()}] " if procs.world_size > 1 else ""
         done = [t for _, t in jobs if t.exists()]
         if done:
-            click.echo(f"skipping {len(done)} video(s) already written in {jobs[0][1].parent}")
+            click.echo(f"{tag}skipping {len(done)} video(s) already written in {done[0].parent}")
         jobs = [(p, t) for p, t in jobs if not t.exists()]
+        if not jobs:
+            return
     from .video import VIDEO_SUFFIXES
 
     for _, target in jobs:
@@ -268,6 +262,10 @@ def run(
             raise FlowBlendingError(f"--output {str(target)!r}: unknown video extension; use .mp4 or .gif.")
     pil_image = _open_image(image) if image else None
     dev, torch_dtype = _resolve_device_dtype(device, dtype)
+    if procs is not None and procs.world_size > 1 and dev.startswith("cuda") and ":" not in dev:
+        import torch
+
+        dev = f"cuda:{procs.rank % max(1, torch.cuda.device_count())}"
 
     from .generate import generate
     from .loading import load_pipeline
@@ -298,9 +296,7 @@ def run(
             negative_prompt=negative_prompt,
         )
         if report.setting_differences and not warned:
-            click.echo(
-                "warning: outside the calibration setting: " + "; ".join(report.setting_differences), err=True
-            )
+            click.echo("warning: outside the calibration setting: " + "; ".join(report.setting_differences), err=True)
             warned = True
         save_video(frames, target, fps=fps or profile.setting.fps or 16)
         per_role = ", ".join(f"{r} {n}" for r, n in report.steps_per_role.items())
@@ -358,8 +354,3 @@ try:  # only registered once the calibrator modules exist in this install
         _add_lazy("demo", "calibrate.demo.cli", "demo_command", "Calibrate and run the embedded demo pair.")
 except (ImportError, ValueError):  # pragma: no cover - broken install
     pass
-
-
-def known_profiles_hint() -> str:
-    """Comma-separated shipped profile names (for help texts)."""
-    return ", ".join(shipped_profile_names())

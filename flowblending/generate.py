@@ -37,9 +37,7 @@ class Plan:
     predicted_speedup: float
 
 
-def plan_run(
-    profile: Profile, num_steps: int | None = None, schedule: Sequence[Segment] | None = None
-) -> Plan:
+def plan_run(profile: Profile, num_steps: int | None = None, schedule: Sequence[Segment] | None = None) -> Plan:
     """Per-step roles, sigmas and FLOPs for a run of ``num_steps`` with the profile's (or a given) schedule."""
     from .compose import step_sigmas
 
@@ -91,11 +89,7 @@ def setting_differences(profile: Profile, call_kwargs: dict[str, Any], scheduler
     if type(scheduler).__name__ != s.scheduler.cls:
         diffs.append(f"scheduler {type(scheduler).__name__} (calibrated {s.scheduler.cls})")
     shift = scheduler.config.get("flow_shift", scheduler.config.get("shift"))
-    if (
-        s.scheduler.flow_shift is not None
-        and shift is not None
-        and abs(float(shift) - s.scheduler.flow_shift) > 1e-9
-    ):
+    if s.scheduler.flow_shift is not None and shift is not None and abs(float(shift) - s.scheduler.flow_shift) > 1e-9:
         diffs.append(f"flow shift {shift} (calibrated {s.scheduler.flow_shift})")
     return diffs
 

@@ -106,9 +106,7 @@ def load_transformer(
     """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision)."""
     profile = load_profile(profile)
     if role not in profile.models:
-        raise FlowBlendingError(
-            f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}."
-        )
+        raise FlowBlendingError(f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}.")
     spec = profile.models[role]
     import diffusers
 

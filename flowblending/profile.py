@@ -308,14 +308,9 @@ def validate_profile_dict(data: Any) -> list[str]:
 
     bad = list(_non_finite(data, "$"))
     if bad:
-        return [
-            f"{path}: {value} is not a finite number; profiles hold finite numbers only."
-            for path, value in bad
-        ]
+        return [f"{path}: {value} is not a finite number; profiles hold finite numbers only." for path, value in bad]
     validator = jsonschema.Draft202012Validator(profile_schema())
-    schema_errors = sorted(
-        validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message)
-    )
+    schema_errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if schema_errors:
         return [f"{_json_path(e.absolute_path)}: {e.message}" for e in schema_errors]
     return _semantic_errors(data)
@@ -378,14 +373,10 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     errors = []
     ref = cost.get("reference_role", "large")
     if ref not in roles:
-        errors.append(
-            f"$.cost.reference_role: unknown role {ref!r}; known roles: {', '.join(sorted(roles))}."
-        )
+        errors.append(f"$.cost.reference_role: unknown role {ref!r}; known roles: {', '.join(sorted(roles))}.")
     for role in cost["flops_per_step"]:
         if role not in roles:
-            errors.append(
-                f"$.cost.flops_per_step.{role}: unknown role; known roles: {', '.join(sorted(roles))}."
-            )
+            errors.append(f"$.cost.flops_per_step.{role}: unknown role; known roles: {', '.join(sorted(roles))}.")
     plan = plan_steps(segments, steps)
     needed = sorted(set(plan) | ({ref} if ref in roles else set()))
     for role in needed:
@@ -396,17 +387,13 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     counts = {role: plan.count(role) for role in roles}
     for role, n in cost["steps"].items():
         if counts.get(role, 0) != n:
-            errors.append(
-                f"$.cost.steps.{role}: {n} but the schedule runs {role} for {counts.get(role, 0)} steps."
-            )
+            errors.append(f"$.cost.steps.{role}: {n} but the schedule runs {role} for {counts.get(role, 0)} steps.")
     total = sum(cost["flops_per_step"][r] * n for r, n in counts.items() if n)
     if not math.isclose(total, cost["flops_total"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_total: {cost['flops_total']:.6g} but the schedule costs {total:.6g}.")
     large_only = cost["flops_per_step"][ref] * steps
     if not math.isclose(large_only, cost["flops_large_only"], rel_tol=1e-6):
-        errors.append(
-            f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}."
-        )
+        errors.append(f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}.")
     return errors
 
 
@@ -431,12 +418,8 @@ def resolve_profile_path(name_or_path: str | os.PathLike) -> Path | Any:
             return candidate
     known = ", ".join(shipped_profile_names())
     if looks_like_path:
-        raise ProfileError(
-            f"profile file {text!r} does not exist; check the path (shipped profiles: {known})."
-        )
-    raise ProfileError(
-        f"unknown profile {text!r}: no such file and no shipped profile of that name; known: {known}."
-    )
+        raise ProfileError(f"profile file {text!r} does not exist; check the path (shipped profiles: {known}).")
+    raise ProfileError(f"unknown profile {text!r}: no such file and no shipped profile of that name; known: {known}.")
 
 
 def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
@@ -446,9 +429,7 @@ def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ProfileError(
-            f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}).", source=source
-        ) from None
+        raise ProfileError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}).", source=source) from None
     except OSError as exc:
         raise ProfileError(f"cannot read profile {source}: {exc.strerror or exc}.", source=source) from None
     try:
@@ -460,9 +441,7 @@ def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
 
 
 def _reject_constant(name: str, source: str) -> Any:
-    raise ProfileError(
-        f"{source} is not valid JSON: {name} is not a JSON number; profiles hold finite numbers only."
-    )
+    raise ProfileError(f"{source} is not valid JSON: {name} is not a JSON number; profiles hold finite numbers only.")
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:

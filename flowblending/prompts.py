@@ -19,9 +19,7 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
             f"prompts file {str(p)!r} does not exist; give a text file, one prompt per line."
         ) from None
     except UnicodeDecodeError as exc:
-        raise FlowBlendingError(
-            f"prompts file {str(p)!r} is not UTF-8 ({exc.reason} at byte {exc.start})."
-        ) from None
+        raise FlowBlendingError(f"prompts file {str(p)!r} is not UTF-8 ({exc.reason} at byte {exc.start}).") from None
     except OSError as exc:
         raise FlowBlendingError(f"cannot read prompts file {str(p)!r}: {exc.strerror or exc}.") from None
     prompts = [line.strip() for line in text.splitlines()]

@@ -203,9 +203,7 @@ class RoutingTransformer(ModelMixin):
             return sample
         if name == "uncond" and self._pending_cond is not None and self._pending_cond[0] == step:
             if pipeline_scale == 1.0:
-                raise FlowBlendingError(
-                    "per-segment guidance needs a pipeline guidance_scale != 1 (CFG enabled)."
-                )
+                raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale != 1 (CFG enabled).")
             cond = self._pending_cond[1]
             self._pending_cond = None
             return (sample + scale * (cond - sample) - pipeline_scale * cond) / (1.0 - pipeline_scale)

@@ -40,13 +40,9 @@ class Segment:
                 f"segment {self.model!r} has start={self.start} >= end={self.end}; a segment must have start < end."
             )
         if self.guidance_scale is not None and (
-            isinstance(self.guidance_scale, bool)
-            or not math.isfinite(self.guidance_scale)
-            or self.guidance_scale < 0
+            isinstance(self.guidance_scale, bool) or not math.isfinite(self.guidance_scale) or self.guidance_scale < 0
         ):
-            raise ProfileError(
-                f"segment guidance_scale must be a number >= 0 or None, got {self.guidance_scale!r}."
-            )
+            raise ProfileError(f"segment guidance_scale must be a number >= 0 or None, got {self.guidance_scale!r}.")
 
     def to_dict(self) -> dict:
         out: dict = {"model": self.model, "start": self.start, "end": self.end}
@@ -66,18 +62,14 @@ def check_segments(segments: Sequence[Segment], roles: Sequence[str] | None = No
     if not segments:
         return ["$.schedule: the schedule is empty; give at least one segment covering [0, 1)."]
     if _exact(segments[0].start) != 0:
-        errors.append(
-            f"$.schedule[0].start: the first segment starts at {segments[0].start}; it must start at 0."
-        )
+        errors.append(f"$.schedule[0].start: the first segment starts at {segments[0].start}; it must start at 0.")
     if _exact(segments[-1].end) != 1:
         errors.append(
             f"$.schedule[{len(segments) - 1}].end: the last segment ends at {segments[-1].end}; it must end at 1."
         )
     for i, seg in enumerate(segments):
         if not seg.start < seg.end:
-            errors.append(
-                f"$.schedule[{i}]: start {seg.start} is not before end {seg.end}; segments need start < end."
-            )
+            errors.append(f"$.schedule[{i}]: start {seg.start} is not before end {seg.end}; segments need start < end.")
         if roles is not None and seg.model not in roles:
             errors.append(
                 f"$.schedule[{i}].model: unknown role {seg.model!r}; known roles: {', '.join(sorted(roles))}."
@@ -191,9 +183,7 @@ def segments_from_pattern(
                 f"boundaries {list(boundaries)} give {len(cuts_f) + 1} segments but the pattern {pattern!r} has "
                 f"{len(letters)}; give {len(letters) - 1} boundaries."
             )
-        if any(not 0.0 < b < 1.0 for b in cuts_f) or any(
-            b >= c for b, c in itertools.pairwise(cuts_f)
-        ):
+        if any(not 0.0 < b < 1.0 for b in cuts_f) or any(b >= c for b, c in itertools.pairwise(cuts_f)):
             raise ProfileError(
                 f"boundaries {cuts_f} must be strictly increasing fractions inside (0, 1), e.g. 0.4,0.8."
             )

@@ -30,18 +30,14 @@ def save_video(frames: Any, path: str | os.PathLike, fps: int = 16) -> Path:
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise FlowBlendingError(
-            f"--output {str(target)!r}: unknown video extension {suffix!r}; use .mp4 or .gif."
-        )
+        raise FlowBlendingError(f"--output {str(target)!r}: unknown video extension {suffix!r}; use .mp4 or .gif.")
     target.parent.mkdir(parents=True, exist_ok=True)
     arr = to_uint8_frames(frames)
     if suffix == ".gif":
         from PIL import Image
 
         images = [Image.fromarray(f) for f in arr]
-        images[0].save(
-            target, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
-        )
+        images[0].save(target, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
     else:
         import imageio.v2 as imageio
 
