@@ -181,7 +181,7 @@ def apply_profile(
         _warn_if_other_model(model, profile.models[role], role)
         model.eval()
     router = RoutingTransformer(
-        {r: given[r] for r in given if r in needed or r == profile.base_role},
+        given,
         segments,
         base_role=profile.base_role,
         routing=routing,
