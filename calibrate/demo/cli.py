@@ -1,0 +1,280 @@
+"""``flowblending demo``: the whole loop on the shipped demo pair, offline, on a CPU, in minutes.
+
+1. calibrate the demo pair (the same ``flowblending calibrate`` code path, ``package://`` model ids) on demo
+   prompts with the synthetic distribution as the FID reference set -> ``demo.json`` and ``report/``;
+2. semantic accuracy (colour, shape by the demo feature model's classifier; direction by the centroid track)
+   of large-only, the calibrated schedule, L-S-S, S-L-L and small-only;
+3. wall-time speed-up of the calibrated schedule against large-only on this machine, next to the FLOP model;
+4. videos of the calibrated schedule (GIFs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+PACKAGE = "package://calibrate.demo/weights"
+
+
+def demo_settings() -> dict[str, Any]:
+    """Generation settings of the shipped pair (steps, guidance, max_sequence_length) from training.json."""
+    from . import TRAINING_RECORD
+
+    if not TRAINING_RECORD.exists():
+        from flowblending.errors import FlowBlendingError
+
+        raise FlowBlendingError(
+            f"the demo weights are missing ({TRAINING_RECORD.parent}); reinstall flowblending or rebuild them with "
+            "python -m calibrate.demo.train."
+        )
+    return json.loads(TRAINING_RECORD.read_text(encoding="utf-8"))["generation_settings"]
+
+
+def write_reference(folder: Path, count: int, seed: int) -> Path:
+    """PNG frames of real samples of the demo distribution (the FID reference set)."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import reference_frames
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = reference_frames(count, seed)  # (N, 3, H, W) in [0, 1]
+    for i, frame in enumerate(frames):
+        arr = (frame.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"real-{i:05d}.png")
+    return folder
+
+
+def schedules_for(profile: Any) -> dict[str, tuple]:
+    """Large-only, the calibrated schedule, L-S-S and S-L-L at the calibrated early boundary, small-only."""
+    from flowblending.schedule import Segment, pattern_of
+
+    out: dict[str, tuple] = {"large-only": (Segment("large", 0.0, 1.0),)}
+    out[f"calibrated {pattern_of(profile.schedule)}"] = tuple(profile.schedule)
+    early = profile.schedule[1].start if len(profile.schedule) > 1 else 0.4
+    out["L-S-S"] = (Segment("large", 0.0, early), Segment("small", early, 1.0))
+    out["S-L-L"] = (Segment("small", 0.0, early), Segment("large", early, 1.0))
+    out["small-only"] = (Segment("small", 0.0, 1.0),)
+    return out
+
+
+def run_demo(
+    output_dir: Path,
+    *,
+    prompts: int = 16,
+    seeds: tuple[int, ...] = (0,),
+    eval_prompts: int = 48,
+    timing_repeats: int = 3,
+    reference_frames: int = 1024,
+    log: Any = click.echo,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The demo loop; returns the measured results (also written to ``demo-results.json``)."""
+    import torch
+
+    import flowblending
+    from flowblending.schedule import pattern_of
+    from flowblending.timing import speedup_report, time_schedules
+
+    from ..config import CalibrationConfig
+    from ..runner import calibrate
+    from . import FEATURE_MODEL_DIR
+    from .data import PROMPTS
+    from .evaluate import generate, load_feature_classifier, semantic_accuracy
+
+    torch.set_flush_denormal(True)
+    started = time.perf_counter()
+    settings = demo_settings()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    step = max(1, len(PROMPTS) // prompts)
+    chosen = list(PROMPTS[::step][:prompts])
+    log(
+        f"[1/4] calibrating the demo pair on {len(chosen)} prompts x {len(seeds)} seed(s) "
+        f"({settings['num_inference_steps']} steps)"
+    )
+    reference = write_reference(output_dir / "reference", reference_frames, seed=7)
+    config = CalibrationConfig(
+        large=f"{PACKAGE}/pipeline",
+        small=f"{PACKAGE}/small_transformer",
+        small_subfolder=None,
+        prompts=tuple(chosen),
+        seeds=seeds,
+        reference=str(reference),
+        num_inference_steps=int(settings["num_inference_steps"]),
+        guidance_scale=float(settings["guidance_scale"]),
+        max_sequence_length=int(settings["max_sequence_length"]),
+        feature_model=str(FEATURE_MODEL_DIR),
+        name="demo",
+        samples=2,
+        local_files_only=True,
+        notes=(
+            "Demo pair: similarities and FIDs use the demo feature model (a tiny DINOv2 trained on the synthetic "
+            "frames, shipped in calibrate/demo/weights/feature_model), not facebook/dinov2-small.",
+            "FID reference: real samples of the synthetic distribution (calibrate.demo.data.reference_frames).",
+        ),
+    )
+    outcome = calibrate(
+        config,
+        output=output_dir / "demo.json",
+        report_dir=output_dir / "report",
+        work_dir=output_dir / "work",
+        log=log,
+        progress=progress,
+    )
+    profile = outcome.profile
+
+    log(f"[2/4] semantic accuracy on {eval_prompts} prompts per schedule")
+    pipe = flowblending.load_pipeline(profile)
+    pipe.set_progress_bar_config(disable=True)
+    model, processor = load_feature_classifier(FEATURE_MODEL_DIR)
+    eval_set = (
+        list(PROMPTS[:eval_prompts])
+        if eval_prompts <= len(PROMPTS)
+        else [PROMPTS[i % len(PROMPTS)] for i in range(eval_prompts)]
+    )
+    accuracy: dict[str, dict[str, float]] = {}
+    videos: dict[str, Any] = {}
+    for label, schedule in schedules_for(profile).items():
+        flowblending.apply_profile(pipe, profile, schedule=schedule)
+        vids = generate(
+            pipe,
+            eval_set,
+            seed=1234,
+            guidance_scale=float(settings["guidance_scale"]),
+            num_inference_steps=profile.setting.num_inference_steps,
+            max_sequence_length=int(settings["max_sequence_length"]),
+        )
+        accuracy[label] = semantic_accuracy(vids, eval_set, model, processor)
+        videos[label] = vids
+        log(
+            f"    {label:<22} all correct {accuracy[label]['all']:.3f} (colour {accuracy[label]['colour']:.3f}, "
+            f"shape {accuracy[label]['shape']:.3f}, direction {accuracy[label]['direction']:.3f})"
+        )
+
+    log(f"[3/4] wall time on this machine ({timing_repeats} interleaved repeats)")
+    timed = {
+        k: v
+        for k, v in schedules_for(profile).items()
+        if k in ("large-only", "small-only") or k.startswith("calibrated")
+    }
+    blended_label = next(k for k in timed if k.startswith("calibrated"))
+    timings = time_schedules(pipe, profile, timed, eval_set[:4], repeats=timing_repeats, output_type="pt")
+    rep = speedup_report(timings["large-only"], timings["small-only"], timings[blended_label])
+    for label, t in timings.items():
+        log(f"    {label:<22} {t.seconds * 1000:8.1f} ms / video")
+
+    log("[4/4] videos")
+    from flowblending.video import save_video
+
+    vid_dir = output_dir / "videos"
+    written = []
+    for i, prompt in enumerate(eval_set[:4]):
+        for label in ("large-only", blended_label, "small-only"):
+            frames = videos[label][i].permute(0, 2, 3, 1)
+            path = vid_dir / f"{i:02d}-{prompt.replace(' ', '-')}-{label.split(' ')[0]}.gif"
+            written.append(save_video(frames, path, fps=8))
+    results = {
+        "profile": str(outcome.profile_path),
+        "report": str(outcome.report_path),
+        "schedule": pattern_of(profile.schedule),
+        "segments": [s.to_dict() for s in profile.schedule],
+        "premise": profile.calibration["premise"],
+        "semantic_accuracy": accuracy,
+        "timing_ms": {k: round(v.seconds * 1000, 2) for k, v in timings.items()},
+        "measured_speedup": rep.measured_speedup,
+        "flop_predicted_speedup": rep.flop_speedup,
+        "measured_over_predicted": rep.efficiency,
+        "routing_overhead": rep.routing_overhead,
+        "torch_threads": torch.get_num_threads(),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    (output_dir / "demo-results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    _append_to_report(Path(outcome.report_path), results, blended_label)
+    log("")
+    log(f"demo done in {results['wall_s']:.0f} s")
+    log(
+        f"  profile: {outcome.profile_path}   (try: flowblending run --profile {outcome.profile_path} "
+        '--prompt "a red circle moving left" --output circle.gif)'
+    )
+    log(f"  report:  {outcome.report_path}")
+    log(f"  videos:  {vid_dir} ({len(written)} GIFs: large-only / {blended_label} / small-only)")
+    log(
+        f"  speed-up of {blended_label} over large-only on this machine: {rep.measured_speedup:.2f}x measured, "
+        f"{rep.flop_speedup:.2f}x predicted by FLOPs"
+    )
+    return results
+
+
+def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> None:
+    lines = [
+        "",
+        "## Demo: semantic accuracy",
+        "",
+        "Fraction of videos whose colour, shape (demo feature model's classifier) and motion direction "
+        "(centroid track) all match the prompt.",
+        "",
+        "| schedule | all | colour | shape | direction | videos |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, acc in results["semantic_accuracy"].items():
+        lines.append(
+            f"| {label} | {acc['all']:.3f} | {acc['colour']:.3f} | {acc['shape']:.3f} | "
+            f"{acc['direction']:.3f} | {acc['videos']} |"
+        )
+    lines += ["", "## Demo: wall time on this machine", "", "| schedule | ms / video (end to end) |", "| --- | --- |"]
+    lines += [f"| {label} | {ms:.1f} |" for label, ms in results["timing_ms"].items()]
+    lines += [
+        "",
+        f"Speed-up of {blended} over large-only: {results['measured_speedup']:.2f}x measured, "
+        f"{results['flop_predicted_speedup']:.2f}x predicted by FLOPs "
+        f"(ratio {results['measured_over_predicted']:.2f}); "
+        f"routing overhead {results['routing_overhead']:.3f} (blended time / time predicted from per-role "
+        f"step times, torch threads {results['torch_threads']}).",
+        "",
+    ]
+    with report.open("a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines))
+
+
+@click.command("demo")
+@click.option("--output-dir", type=click.Path(file_okay=False), default="flowblending-demo", show_default=True)
+@click.option(
+    "--prompts",
+    "num_prompts",
+    type=click.IntRange(2, 48),
+    default=16,
+    show_default=True,
+    help="Calibration prompts (of the 48 demo prompts).",
+)
+@click.option("--seeds", default="0", show_default=True)
+@click.option(
+    "--eval-prompts",
+    type=click.IntRange(4, 480),
+    default=48,
+    show_default=True,
+    help="Videos per schedule for semantic accuracy.",
+)
+@click.option("--timing-repeats", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option("--quick", is_flag=True, help="Every stage with less work (4 prompts, 8 evaluation videos).")
+def demo_command(
+    output_dir: str, num_prompts: int, seeds: str, eval_prompts: int, timing_repeats: int, quick: bool
+) -> None:
+    """Calibrate the shipped demo pair, write its profile and report, render videos, measure the speed-up."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ..cli import _seeds
+
+    if quick:
+        num_prompts, eval_prompts, timing_repeats = 4, 8, 1
+    run_demo(
+        Path(output_dir),
+        prompts=num_prompts,
+        seeds=_seeds(seeds),
+        eval_prompts=eval_prompts,
+        timing_repeats=timing_repeats,
+        reference_frames=256 if quick else 1024,
+    )
