@@ -176,3 +176,56 @@ def test_divergence_method_needs_no_decoding(assets, tmp_path):
     assert "early" not in cal and cal["method"] == "divergence"
     assert cal["calls"]["computed"] == {"large": 2 * STEPS * 2, "small": 2 * STEPS * 2}  # 2 prompts, cond+uncond
     json.dumps(cal)
+
+
+def test_image_to_video_pair_takes_one_image_per_prompt(tmp_path, tiny_ltx_i2v, assets):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, colour in enumerate(["red", "blue"]):
+        Image.new("RGB", (32, 32), colour).save(images / f"{i}.png")
+    cfg = CalibrationConfig(
+        large=str(tiny_ltx_i2v.pipeline_dir),
+        small=str(tiny_ltx_i2v.small_dir),
+        prompts=("a red circle", "a blue square"),
+        images=tuple(str(p) for p in sorted(images.iterdir())),
+        reference=str(assets["reference"]),
+        num_inference_steps=8,
+        height=32,
+        width=32,
+        num_frames=9,
+        max_sequence_length=16,
+        feature_model=str(assets["dino"]),
+        early_grid=0.25,
+        late_grid=0.25,
+        samples=0,
+        name="tiny-i2v",
+    )
+    out = calibrate(cfg, output=tmp_path / "i2v.json", progress=False, log=lambda s: None)
+    profile = load_profile(tmp_path / "i2v.json")
+    assert profile.image_to_video and profile.pipeline_class == "LTXImageToVideoPipeline"
+    per_call = out.calibration["divergence"]["per_call"]
+    assert set(per_call) == {"cond", "uncond"}  # the two halves of LTX's batched call
+    assert out.calibration["calls"]["calls_per_step"] == 1
+    result = CliRunner().invoke(cli, ["run", "--profile", str(tmp_path / "i2v.json"), "--prompt", "x"])
+    assert result.exit_code == 2 and "--image" in result.output
+
+
+def test_a_nan_velocity_names_step_role_and_prompt(assets, tmp_path):
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    broken = tmp_path / "nan-small"
+    small = WanTransformer3DModel.from_pretrained(assets["pair"].small_dir)
+    with torch.no_grad():
+        small.proj_out.bias.fill_(float("nan"))
+    small.save_pretrained(broken)
+    from calibrate.config import CalibrationError
+
+    with pytest.raises(
+        CalibrationError,
+        match=r"prompt 1 \('a red circle moving left'\), seed 0: the 'small' model "
+        r"produced NaN/Inf at step 0",
+    ):
+        calibrate(_config(assets, small=str(broken)), work_dir=tmp_path / "w", progress=False, log=lambda s: None)
