@@ -52,8 +52,8 @@ class Segment:
 
 
 def _exact(value: float) -> Fraction:
-    """The decimal a user wrote (0.4), not its binary neighbour: 0.4 * 50 must be exactly 20."""
-    return Fraction(repr(float(value)))
+    """The fraction a boundary stands for: 0.4 -> 2/5 (so 0.4 x 50 is exactly 20), 0.8333333333333334 -> 5/6."""
+    return Fraction(float(value)).limit_denominator(10**6)
 
 
 def check_segments(segments: Sequence[Segment], roles: Sequence[str] | None = None) -> list[str]:

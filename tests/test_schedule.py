@@ -89,3 +89,10 @@ def test_plan_by_sigma_routes_by_noise_level():
     assert plan == (0, 0, 1, 1, 1, 2, 2)
     with pytest.raises(ValueError, match="one sigma per boundary"):
         plan_by_sigma(LSL, (0.7,), (1.0,))
+
+
+def test_thirds_and_sixths_are_exact():
+    sixths = segments_from_pattern("LLLLLS")
+    assert plan_steps(sixths, 6) == ("large",) * 5 + ("small",)
+    assert plan_steps(sixths, 12).count("small") == 2
+    assert first_step(2 / 3, 3) == 2 and first_step(1 / 3, 30) == 10
