@@ -113,11 +113,27 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
 )
 @click.option(
     "--method",
-    type=click.Choice(["full", "divergence"]),
+    type=click.Choice(["full", "divergence", "sweep", "search"]),
     default="full",
     show_default=True,
-    help="full: the paper's sweeps; divergence: the U-curve only (no decoding, no sweeps).",
+    help="full: the paper's sweeps; divergence: the U-curve only (no decoding, no sweeps); sweep: all 2^K "
+    "segment patterns on a prefix trie; search: a beam search over them for large K.",
 )
+@click.option(
+    "--segments",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="sweep/search: number of equal segments K.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="sweep/search: pick the cheapest schedule with FID within this relative margin of large-only's.",
+)
+@click.option("--beam-width", type=click.IntRange(min=1), default=4, show_default=True, help="search: beam width.")
 @click.option(
     "--samples",
     type=click.IntRange(min=0),
@@ -162,6 +178,9 @@ def calibrate_command(
     alpha: float,
     floor: float,
     method: str,
+    segments: int,
+    tolerance: float,
+    beam_width: int,
     samples: int,
     merge_dir: str | None,
     local_files_only: bool,
@@ -212,6 +231,9 @@ def calibrate_command(
         alpha=alpha,
         floor=floor,
         method=method,
+        segments=segments,
+        tolerance=tolerance,
+        beam_width=beam_width,
         name=name or (Path(output).stem if output else "calibrated"),
         samples=samples,
         device=device,

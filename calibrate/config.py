@@ -12,7 +12,8 @@ from flowblending.errors import FlowBlendingError
 
 from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
 
-Method = Literal["full", "divergence"]
+Method = Literal["full", "divergence", "sweep", "search"]
+METHODS = ("full", "divergence", "sweep", "search")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -49,6 +50,9 @@ class CalibrationConfig:
     alpha: float = DEFAULT_ALPHA
     floor: float = SIMILARITY_FLOOR
     method: Method = "full"
+    segments: int = 8  # sweep/search: equal segments K (sweep evaluates all 2^K patterns)
+    tolerance: float = 0.02  # sweep/search: relative FID margin over large-only (or 1 - DINO floor)
+    beam_width: int = 4  # search
     name: str = "calibrated"
     samples: int = 2
     reference_max_frames: int | None = 4096
@@ -77,8 +81,23 @@ class CalibrationConfig:
             raise CalibrationError(f"--alpha must be in (0, 1) (Algorithm 1's threshold), got {self.alpha!r}.")
         if not 0 < self.floor <= 1:
             raise CalibrationError(f"--floor must be a similarity in (0, 1], got {self.floor!r}.")
-        if self.method not in ("full", "divergence"):
-            raise CalibrationError(f"--method must be 'full' or 'divergence', got {self.method!r}.")
+        if self.method not in METHODS:
+            raise CalibrationError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
+        if self.method in ("sweep", "search"):
+            steps = self.num_inference_steps
+            if not isinstance(self.segments, int) or self.segments < 1 or (steps and self.segments > steps):
+                raise CalibrationError(
+                    f"--segments must be an integer between 1 and the step count, got {self.segments!r}; e.g. 8."
+                )
+            if self.method == "sweep" and self.segments > 12:
+                raise CalibrationError(
+                    f"--segments {self.segments} with --method sweep is 2^{self.segments} schedules per prompt; use "
+                    "--method search for K > 12."
+                )
+        if not (isinstance(self.tolerance, int | float) and 0 <= self.tolerance < 10):
+            raise CalibrationError(f"--tolerance must be a relative margin >= 0 (0.02 = 2%), got {self.tolerance!r}.")
+        if not (isinstance(self.beam_width, int) and self.beam_width >= 1):
+            raise CalibrationError(f"--beam-width must be a positive integer, got {self.beam_width!r}.")
         if self.num_inference_steps is not None and self.num_inference_steps < 2:
             raise CalibrationError(f"--steps must be at least 2, got {self.num_inference_steps}.")
         if self.dtype not in DTYPES:
@@ -109,7 +128,19 @@ class CalibrationConfig:
     def identity(self) -> dict[str, Any]:
         """The arguments that change results; a resumed run must agree on every one."""
         d = asdict(self)
-        for key in ("device", "samples", "notes", "local_files_only", "name", "method"):
+        # what only changes the choice made from the stored results may differ between resumed runs
+        for key in (
+            "device",
+            "samples",
+            "notes",
+            "local_files_only",
+            "name",
+            "method",
+            "alpha",
+            "floor",
+            "tolerance",
+            "early_boundary",
+        ):
             d.pop(key)
         d["prompts"] = self.prompt_set_sha256
         d["seeds"] = list(self.seeds)

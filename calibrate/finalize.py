@@ -117,7 +117,9 @@ def finalize(
     early, late = None, None
     late_parts: list[dict[str, int]] = []
     proxy_e, proxy_l = div["proxy_boundaries"]
-    if not full:
+    if config.method in ("sweep", "search"):
+        pass  # the schedule comes from the sweep/search below
+    elif not full:
         failed += [f"divergence: {p}" for p in div["premise"]]
         schedule = lsl(proxy_e, proxy_l) if not div["premise"] else large_only()
     else:
@@ -162,11 +164,19 @@ def finalize(
             failed += [f"late: {p}" for p in late["premise"]]
             schedule = lsl(e_step / n, late["chosen"]["x"] / 100)
         calibration["late"] = late
+    search_calls: dict[str, int] | None = None
+    if config.method in ("sweep", "search"):
+        schedule, search_calls = _search_result(config, work, units, n, first, fid_extractor, calibration)
     calibration["premise"] = {"holds": not failed, "failed": failed}
     e_count = late["steps"][0] if late is not None and late.get("source") == "fid" else None
     late_steps = grid_steps(config.late_grid, n, include_zero=False)
     naive = {r: v * len(units) for r, v in naive_calls(n, calls_per_step, early_steps, e_count, late_steps).items()}
     formula = {r: v * len(units) for r, v in shared_calls(n, calls_per_step, early_steps, e_count, late_steps).items()}
+    if search_calls is not None:
+        late_parts.append(search_calls)
+        if config.method == "sweep":  # from scratch: every schedule, plus the divergence pass on its own
+            scratch = calibration["sweep"]["cost"]["from_scratch_calls"]
+            naive = {r: scratch.get(r, 0) + n * calls_per_step * len(units) for r in ("large", "small")}
     calibration["calls"] = {
         "computed": sum_calls([pass1[u.key]["calls"] for u in units] + late_parts),
         "naive": naive,
@@ -352,3 +362,52 @@ def summary_text(
         lines.append(f"  report:  {report_path}")
     lines.append(f"  wall time {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _search_result(
+    config: CalibrationConfig, work: Path, units: list[Unit], n: int, first: dict, fid_extractor: Any, calibration: dict
+) -> tuple[tuple[Segment, ...], dict[str, int]]:
+    """The sweep/search block of the calibration, the chosen schedule, and the transformer calls it computed."""
+    from flowblending.schedule import segments_from_pattern
+
+    from .search import sweep_block
+
+    k = config.segments
+    ref = None
+    if config.reference:
+        if fid_extractor is None:
+            fid_extractor = fid_extractor_for(config)
+        ref = torch.load(reference_cache(work, fid_extractor))
+    if config.method == "sweep":
+        per_unit = []
+        for unit in units:
+            path = work / "units" / unit.key / f"sweep-K{k}.pt"
+            if not path.exists():
+                raise CalibrationError(
+                    f"the sweep of prompt {unit.index + 1}, seed {unit.seed} is not in {work}; "
+                    "run the calibration again to finish it."
+                )
+            per_unit.append(torch.load(path))
+        block = sweep_block(
+            per_unit,
+            n,
+            first["flops_per_step"],
+            config.tolerance,
+            ref["state"] if ref else None,
+            fid_extractor if ref else None,
+            ref["count"] if ref else 0,
+        )
+        pattern = block["chosen"]["pattern"]
+    else:
+        path = work / f"search-K{k}-B{config.beam_width}.json"
+        if not path.exists():
+            raise CalibrationError(f"the beam search result is not in {work}; run the calibration again.")
+        block = json.loads(path.read_text(encoding="utf-8"))
+        pattern = block["chosen"]["pattern"]
+    calibration[config.method] = block
+    if pattern.startswith("S"):
+        calibration["notes"].append(
+            f"the chosen schedule {pattern} starts with the small model: the paper's stage structure (large model "
+            "first) does not hold for this pair at this tolerance."
+        )
+    return segments_from_pattern(pattern), dict(block["cost"]["calls"])

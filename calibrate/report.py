@@ -259,6 +259,88 @@ def _plot_late(figure_cls: Any, late: Mapping, path: Path) -> Path:
     return path
 
 
+def _plot_front(figure_cls: Any, block: Mapping, path: Path) -> Path:
+    """Quality against FLOPs of every swept schedule with its Pareto front (sec 5.2, Fig. 7)."""
+    patterns = list(block["patterns"])
+    k = len(patterns[0])
+    flops = _arr(block["flops"]) / 1e9
+    use_fid = block.get("fid") is not None
+    quality = _arr(block["fid"] if use_fid else block["dino"], len(patterns))
+    front = block.get("front_fid") if use_fid else block.get("front_dino")
+    fig = figure_cls(figsize=(7.5, 5), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    starts_small = np.array([p.startswith("S") for p in patterns])
+    ax.scatter(flops[~starts_small], quality[~starts_small], s=14, color=_COLORS["mean"], alpha=0.6, label="L...")
+    ax.scatter(flops[starts_small], quality[starts_small], s=14, color="tab:orange", alpha=0.6, label="S...")
+    if front:
+        order = sorted(front, key=lambda i: flops[i])
+        ax.plot(flops[order], quality[order], color="black", lw=1.2, label="Pareto front")
+    third = max(1, round(k * 0.375)), max(1, round(k * 0.875))
+    marks = {
+        "large-only": "L" * k,
+        "small-only": "S" * k,
+        "L-S-S": "L" * third[0] + "S" * (k - third[0]),
+        "L-S-L": "L" * third[0] + "S" * (third[1] - third[0]) + "L" * (k - third[1]),
+    }
+    chosen = (block.get("chosen") or {}).get("pattern")
+    if chosen:
+        marks[f"chosen {chosen}"] = chosen
+    for label, pattern in marks.items():
+        if pattern in patterns:
+            i = patterns.index(pattern)
+            ax.annotate(label, (flops[i], quality[i]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            ax.plot(
+                [flops[i]],
+                [quality[i]],
+                marker="*" if label.startswith("chosen") else "o",
+                ms=10,
+                color=_COLORS["late"] if label.startswith("chosen") else "black",
+                ls="none",
+            )
+    ax.set_xlabel("GFLOPs per video (cost model)")
+    ax.set_ylabel("FID (lower is better)" if use_fid else "DINO similarity to large-only (higher is better)")
+    ax.set_title(f"All {len(patterns)} schedules of {k} segments (paper sec 5.2, Fig. 7)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _write_schedule_table(block: Mapping, out: Path) -> None:
+    """Every evaluated schedule with its FLOPs, FID and DINO similarity (CSV and JSON)."""
+    patterns = list(block.get("patterns") or [c["pattern"] for c in block.get("candidates", [])])
+    fid = block.get("fid") or [None] * len(patterns)
+    dino = block.get("dino") or [None] * len(patterns)
+    flops = block.get("flops") or [c.get("flops") for c in block.get("candidates", [])]
+    rows = [
+        {"pattern": p, "flops": f, "fid": q, "dino": d} for p, f, q, d in zip(patterns, flops, fid, dino, strict=True)
+    ]
+    (out / "schedules.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    lines = ["pattern,flops,fid,dino"] + [
+        f"{r['pattern']},{r['flops']},{'' if r['fid'] is None else r['fid']},{'' if r['dino'] is None else r['dino']}"
+        for r in rows
+    ]
+    (out / "schedules.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _search_section(calibration: Mapping, plotted: bool) -> list[str]:
+    block = calibration.get("sweep") or calibration.get("search")
+    if not block:
+        return []
+    name = "sweep" if calibration.get("sweep") else "search"
+    lines = [f"## Schedule {name}: every segment pattern (paper sec 5.2)", ""]
+    if plotted:
+        lines += ["![front](front.png)", ""]
+    chosen = block.get("chosen") or {}
+    lines.append(
+        f"- Chosen: `{chosen.get('pattern')}` ({block.get('rule', 'beam search, ' + str(block.get('score')))})"
+    )
+    cost = block.get("cost") or {}
+    lines += [f"- {line}" for line in cost.get("summary", [])]
+    lines += ["- All schedules: [schedules.csv](schedules.csv), [schedules.json](schedules.json)", ""]
+    return lines
+
+
 # -- samples ---------------------------------------------------------------------------------------------------
 
 
@@ -612,6 +694,7 @@ def _markdown(
     lines += _divergence_section(calibration, plotted.get("divergence", False))
     lines += _early_section(calibration, plotted.get("early", False))
     lines += _late_section(calibration, plotted.get("late", False))
+    lines += _search_section(calibration, plotted.get("front", False))
     lines += _samples_section(samples, fps)
     notes = calibration.get("notes") or []
     if notes:
@@ -661,7 +744,13 @@ def write_report(
     if late and late.get("x") and late.get("fid"):
         _plot_late(figure_cls, late, out / "late.png")
         plotted["late"] = True
-    for stale in {"divergence", "early", "late"} - set(plotted):  # a plot of an earlier report in this folder
+    search = calibration.get("sweep") or calibration.get("search")
+    if search:
+        _write_schedule_table(search, out)
+        if calibration.get("sweep"):
+            _plot_front(figure_cls, search, out / "front.png")
+            plotted["front"] = True
+    for stale in {"divergence", "early", "late", "front"} - set(plotted):  # a plot of an earlier report in this folder
         (out / f"{stale}.png").unlink(missing_ok=True)
     sample_rows = _write_samples(samples, out, fps)
     path = out / "report.md"

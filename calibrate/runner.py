@@ -237,7 +237,7 @@ def calibrate(
     if config.clip_model:
         extractors["clip"] = load_feature_extractor(config.clip_model, device=device)
     fid_extractor = None
-    if full and config.reference:
+    if config.method != "divergence" and config.reference:
         same = config.fid_features in (None, config.feature_model)
         fid_extractor = extractors["dino"] if same else load_feature_extractor(config.fid_features, device=device)
     units = units_of(config)
@@ -332,6 +332,8 @@ def calibrate(
             _atomic_torch_save({"features": {k: v.cpu() for k, v in feats.items()}, "calls": _delta(gen, before)}, path)
         bar.close()
         procs.wait()
+    if config.method in ("sweep", "search"):
+        _schedule_search(config, work, gen, units, mine, procs, extractors["dino"], fid_extractor, log, progress)
     if not procs.is_main:
         log(f"done: computed {dict(gen.calls)}; rank 0 writes the profile")
         return None
@@ -420,3 +422,64 @@ def _reference_stats(config: CalibrationConfig, work: Path, fid_extractor: Any, 
     if count < fid.dim:
         log(f"warning: {count} reference frames is fewer than the FID feature width {fid.dim}: FID is unreliable.")
     _atomic_torch_save({"state": fid.export_state(), "count": count}, cache)
+
+
+def _schedule_search(
+    config: CalibrationConfig,
+    work: Path,
+    gen: Generator,
+    units: list[Unit],
+    mine: list[Unit],
+    procs: Processes,
+    extractor: Any,
+    fid_extractor: Any,
+    log: Log,
+    progress: bool,
+) -> None:
+    """``--method sweep`` (every rank walks the trie of its units) or ``search`` (rank 0 beam-searches)."""
+    from tqdm.auto import tqdm
+
+    from .search import run_search, save_json, sweep_unit
+
+    if fid_extractor is not None:
+        if procs.is_main:
+            _reference_stats(config, work, fid_extractor, log)
+        procs.wait()
+    k = config.segments
+    if config.method == "sweep":
+        bar = tqdm(
+            total=len(mine) * 2**k,
+            unit="schedule",
+            disable=not progress,
+            desc=f"sweep of 2^{k} schedules (prefix trie){_rank_tag(procs)}",
+        )
+        for unit in mine:
+            path = work / "units" / unit.key / f"sweep-K{k}.pt"
+            if not path.exists():
+                result = sweep_unit(gen, _opened(unit), k, extractor, fid_extractor)
+                _atomic_torch_save(result, path)
+            bar.update(2**k)
+        bar.close()
+        procs.wait()
+        return
+    path = work / f"search-K{k}-B{config.beam_width}.json"
+    if procs.is_main and not path.exists():
+        pass1 = read_pass1(work, units)
+        n = gen.num_steps
+        divergence = [sum(pass1[u.key]["divergence"]["cosine"]["all"][i] for u in units) / len(units) for i in range(n)]
+        ref = torch.load(reference_cache(work, fid_extractor)) if fid_extractor is not None else None
+        log(f"beam search over {k} segments, beam width {config.beam_width}, on all {len(units)} units")
+        result = run_search(
+            gen,
+            [_opened(u) for u in units],
+            k,
+            config.beam_width,
+            config.tolerance,
+            extractor,
+            fid_extractor,
+            ref["state"] if ref else None,
+            pass1[units[0].key]["flops_per_step"],
+            divergence,
+        )
+        save_json(path, result)
+    procs.wait()

@@ -229,3 +229,40 @@ def test_a_nan_velocity_names_step_role_and_prompt(assets, tmp_path):
         r"produced NaN/Inf at step 0",
     ):
         calibrate(_config(assets, small=str(broken)), work_dir=tmp_path / "w", progress=False, log=lambda s: None)
+
+
+def test_sweep_of_all_patterns_through_the_cli(assets, tmp_path):
+    out = tmp_path / "sweep.json"
+    args = [
+        "calibrate", "--method", "sweep", "--segments", 3, "--tolerance", 0.05,
+        "--large", assets["pair"].pipeline_dir, "--small", assets["pair"].small_dir, "--prompts", assets["prompts"],
+        "--reference", assets["reference"], "--steps", 6, "--height", 48, "--width", 64, "--num-frames", 9,
+        "--max-sequence-length", 16, "--feature-model", assets["dino"], "--samples", 0,
+        "--output", out, "--report", tmp_path / "report",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    profile = load_profile(out)
+    sweep = profile.calibration["sweep"]
+    assert sorted(sweep["patterns"]) == sorted(a + b + c for a in "LS" for b in "LS" for c in "LS")
+    chosen = sweep["chosen"]["pattern"]
+    from flowblending.schedule import pattern_of, segments_from_pattern
+
+    assert pattern_of(profile.schedule) == pattern_of(segments_from_pattern(chosen))
+    assert sweep["fid"][sweep["patterns"].index(chosen)] <= sweep["large_only"]["fid"] * 1.05 + 1e-12
+    # every trie node computed once per unit: 2^K - 1 segment evaluations per role, 2 prompts
+    assert sweep["cost"]["segment_evaluations"] == {"large": 14, "small": 14}
+    assert sweep["cost"]["from_scratch_segment_evaluations"] == {"large": 24, "small": 24}
+    assert (tmp_path / "report" / "front.png").exists() and (tmp_path / "report" / "schedules.csv").exists()
+    assert len((tmp_path / "report" / "schedules.csv").read_text().splitlines()) == 9
+
+
+def test_beam_search_costs_less_than_the_exhaustive_sweep(assets, tmp_path):
+    cfg = _config(assets, method="search", segments=4, beam_width=2, tolerance=0.05, num_inference_steps=8)
+    out = calibrate(cfg, output=tmp_path / "search.json", work_dir=tmp_path / "w", progress=False, log=lambda s: None)
+    search = out.calibration["search"]
+    cost = search["cost"]
+    done = sum(cost["segment_evaluations"].values())
+    assert done < sum(cost["exhaustive_trie_segment_evaluations"].values())  # 2 x (2^5 - 2) for 2 prompts
+    assert search["chosen"]["pattern"] in {c["pattern"] for c in search["candidates"]}
+    assert load_profile(tmp_path / "search.json").calibration["method"] == "search"
