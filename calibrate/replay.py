@@ -216,7 +216,7 @@ class ReplayTransformer(RoutingTransformer):
             self.replayed += 1
         else:
             model = self.roles[source]
-            cargs, ckwargs = cast_inputs(args, kwargs, model.dtype)
+            cargs, ckwargs = cast_inputs(args, kwargs, self._dtypes[source])
             out = model(*cargs, **{**ckwargs, "return_dict": False})
             sample = out[0]
             if not torch.isfinite(sample).all():
@@ -224,7 +224,7 @@ class ReplayTransformer(RoutingTransformer):
             self.counters.record(step, source)
             if self.shadow is not None and source == self.shadow_of:
                 self._measure(step, call, cargs, ckwargs, sample)
-            sample = sample.to(self.dtype)
+            sample = sample.to(self._dtypes[self.base_role])
         if self.record:
             self.recording.add(step, call, sample, digest)
         if kwargs.get("return_dict", True) is False:
@@ -235,7 +235,7 @@ class ReplayTransformer(RoutingTransformer):
 
     def _measure(self, step: int, call: int, args: tuple, kwargs: dict, main: torch.Tensor) -> None:
         shadow_model = self.roles[self.shadow]
-        sargs, skwargs = cast_inputs(args, kwargs, shadow_model.dtype)
+        sargs, skwargs = cast_inputs(args, kwargs, self._dtypes[self.shadow])
         other = shadow_model(*sargs, **{**skwargs, "return_dict": False})[0]
         self.counters.record(step, self.shadow)
         if not torch.isfinite(other).all():

@@ -92,6 +92,7 @@ class RoutingTransformer(ModelMixin):
         self._plan: tuple[int, ...] = ()
         self._call_name: str | None = None
         self._pending_cond: tuple[int, torch.Tensor] | None = None
+        self._dtypes: dict[str, torch.dtype] = {}
         self.counters = RunCounters()
 
     # --- what the pipeline reads -------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class RoutingTransformer(ModelMixin):
             self._plan = plan_segments(self.schedule, n)
         self._run_timesteps = timesteps
         self._pending_cond = None
+        # ModelMixin.dtype walks every module: read it once per run (pipe.to() between runs is picked up)
+        self._dtypes = {role: model.dtype for role, model in self.roles.items()}
         self.counters = RunCounters(num_steps=n)
 
     def plan_for(self, num_steps: int) -> tuple[str, ...]:
@@ -177,11 +180,11 @@ class RoutingTransformer(ModelMixin):
         step = self._current_step()
         segment = self.schedule[self._plan[step]]
         model = self.roles[segment.model]
-        args, kwargs = cast_inputs(args, kwargs, model.dtype)
+        args, kwargs = cast_inputs(args, kwargs, self._dtypes[segment.model])
         out = model(*args, **kwargs)
         self.counters.record(step, segment.model)
         sample = out[0] if isinstance(out, tuple) else out.sample
-        sample = sample.to(self.dtype)
+        sample = sample.to(self._dtypes[self.base_role])
         if segment.guidance_scale is not None:
             sample = self._guide(step, sample, segment.guidance_scale)
         if isinstance(out, tuple):
