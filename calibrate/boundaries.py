@@ -13,8 +13,10 @@ from numbers import Real
 import numpy as np
 from numpy.typing import ArrayLike
 
-# Relative-slope threshold of Algorithm 1 (App. B). Placeholder: the lead will revise it from evidence.
-DEFAULT_ALPHA = 0.5
+# Relative-slope threshold of Algorithm 1 (App. B; the paper gives no value). Evidence (docs/calibration.md,
+# "Choosing alpha"): on the demo pair's curve 0.5 fires on a noise dip of the second slope (20 %, similarity
+# 0.67), far before the flattening; 0.25 waits until the slope is a quarter of the initial one (60 %, 0.95).
+DEFAULT_ALPHA = 0.25
 
 # DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
 SIMILARITY_FLOOR = 0.96

@@ -216,9 +216,14 @@ def load_pipeline(
     local_files_only: bool | None = None,
     routing: Routing = "fraction",
     schedule: tuple[Segment, ...] | None = None,
+    roles: tuple[str, ...] | None = None,
     **from_pretrained_kwargs: Any,
 ) -> Any:
-    """Load the base role's pipeline and the other roles' transformers, then install the router."""
+    """Load the base role's pipeline and the other roles' transformers, then install the router.
+
+    ``roles``: the roles to load (default: those the schedule runs); pass every role to switch schedules later
+    with ``apply_profile(pipe, profile, schedule=...)`` without reloading.
+    """
     profile = load_profile(profile)
     spec = profile.models[profile.base_role]
     cls = _pipeline_class(profile.pipeline_class)
@@ -238,7 +243,7 @@ def load_pipeline(
         role: load_transformer(
             profile, role, torch_dtype=torch_dtype, local_files_only=local_files_only, like=pipe.transformer
         )
-        for role in sorted({s.model for s in segments} - {profile.base_role})
+        for role in sorted(set(roles or {s.model for s in segments}) - {profile.base_role})
     }
     apply_profile(pipe, profile, others, schedule=schedule, routing=routing)
     if device is not None:

@@ -56,9 +56,19 @@ def schedules_for(profile: Any) -> dict[str, tuple]:
 
     out: dict[str, tuple] = {"large-only": (Segment("large", 0.0, 1.0),)}
     out[f"calibrated {pattern_of(profile.schedule)}"] = tuple(profile.schedule)
-    early = profile.schedule[1].start if len(profile.schedule) > 1 else 0.4
+    proxy = (profile.calibration or {}).get("divergence", {}).get("proxy_boundaries") or [0.4, 0.8]
+    early = profile.schedule[1].start if len(profile.schedule) > 1 else proxy[0]
     out["L-S-S"] = (Segment("large", 0.0, early), Segment("small", early, 1.0))
     out["S-L-L"] = (Segment("small", 0.0, early), Segment("large", early, 1.0))
+    proxy = (profile.calibration or {}).get("divergence", {}).get("proxy_boundaries")
+    label = "L-S-L (divergence proxy)"
+    if not (proxy and 0 < proxy[0] < proxy[1] < 1):
+        proxy, label = [0.4, 0.8], "L-S-L (paper's 0.4, 0.8)"
+    out[label] = (
+        Segment("large", 0.0, proxy[0]),
+        Segment("small", proxy[0], proxy[1]),
+        Segment("large", proxy[1], 1.0),
+    )
     out["small-only"] = (Segment("small", 0.0, 1.0),)
     return out
 
@@ -108,6 +118,9 @@ def run_demo(
         num_inference_steps=int(settings["num_inference_steps"]),
         guidance_scale=float(settings["guidance_scale"]),
         max_sequence_length=int(settings["max_sequence_length"]),
+        height=int(settings["height"]),
+        width=int(settings["width"]),
+        num_frames=int(settings["num_frames"]),
         feature_model=str(FEATURE_MODEL_DIR),
         name="demo",
         samples=2,
@@ -129,7 +142,7 @@ def run_demo(
     profile = outcome.profile
 
     log(f"[2/4] semantic accuracy on {eval_prompts} prompts per schedule")
-    pipe = flowblending.load_pipeline(profile)
+    pipe = flowblending.load_pipeline(profile, roles=tuple(profile.models))
     pipe.set_progress_bar_config(disable=True)
     model, processor = load_feature_classifier(FEATURE_MODEL_DIR)
     eval_set = (
@@ -157,12 +170,10 @@ def run_demo(
         )
 
     log(f"[3/4] wall time on this machine ({timing_repeats} interleaved repeats)")
-    timed = {
-        k: v
-        for k, v in schedules_for(profile).items()
-        if k in ("large-only", "small-only") or k.startswith("calibrated")
-    }
-    blended_label = next(k for k in timed if k.startswith("calibrated"))
+    calibrated = next(k for k in schedules_for(profile) if k.startswith("calibrated"))
+    proxy_label = next(k for k in schedules_for(profile) if k.startswith("L-S-L ("))
+    blended_label = calibrated if any(seg.model == "small" for seg in profile.schedule) else proxy_label
+    timed = {k: v for k, v in schedules_for(profile).items() if k in ("large-only", "small-only", blended_label)}
     timings = time_schedules(pipe, profile, timed, eval_set[:4], repeats=timing_repeats, output_type="pt")
     rep = speedup_report(timings["large-only"], timings["small-only"], timings[blended_label])
     for label, t in timings.items():

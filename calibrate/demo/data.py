@@ -1,0 +1,295 @@
+"""Synthetic text-to-video distribution of the demo pair: one coloured shape moving on a grey background.
+
+Every clip is 9 frames of 32x32 RGB (the WAN layout ``(3, 9, 32, 32)``, channels then frames) showing one
+shape of one of 4 colours and 3 shapes, moving in one of 4 directions, which gives 48 prompts such as
+``"a red circle moving left"``. Size, speed, start position and the position across the motion are drawn
+at random. Everything is generated on the fly from a seed (no files), so the same ``(n, seed)`` always
+gives the same clips, and the generator doubles as the *reference set* (real samples) for FID.
+
+Value range: all tensors returned by this module hold values in **[0, 1]** (the range of
+``WanPipeline(..., output_type="pt")`` and of torchmetrics' FID with ``normalize=True``); the grey
+background is exactly 0.5. Map to the VAE's [-1, 1] with ``2 * x - 1``.
+
+Shapes are rendered from signed distance functions with a one-pixel anti-aliased edge; image
+coordinates have x to the right and y downwards, so "up" means decreasing y.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "BACKGROUND",
+    "COLOURS",
+    "DIRECTIONS",
+    "FRAMES",
+    "PROMPTS",
+    "SHAPES",
+    "SIZE",
+    "ClipBatch",
+    "centroid_direction",
+    "centroid_track",
+    "class_index",
+    "class_names",
+    "parse_prompt",
+    "prompt_for",
+    "reference_frames",
+    "sample_clips",
+    "sample_clips_with_geometry",
+]
+
+FRAMES = 9
+"""Frames per clip (WAN needs 4k + 1 frames; 9 frames give 3 latent frames)."""
+
+SIZE = 32
+"""Height and width of a frame in pixels."""
+
+BACKGROUND = 0.5
+"""Grey level of the background in every channel (value range [0, 1])."""
+
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.15, 0.15),
+    "green": (0.15, 0.75, 0.20),
+    "blue": (0.15, 0.30, 0.90),
+    "yellow": (0.95, 0.85, 0.15),
+}
+"""Colour name -> RGB in [0, 1]."""
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+"""Shape names; the triangle is equilateral and points up."""
+
+DIRECTIONS: dict[str, tuple[float, float]] = {
+    "left": (-1.0, 0.0),
+    "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "down": (0.0, 1.0),
+}
+"""Direction name -> unit motion (dx, dy) in image coordinates (y points down)."""
+
+PROMPTS: list[str] = [
+    f"a {colour} {shape} moving {direction}" for colour in COLOURS for shape in SHAPES for direction in DIRECTIONS
+]
+"""All 48 prompts, ordered colour-major, then shape, then direction."""
+
+# Geometry ranges (pixels). ``size`` is the circle's radius; the square's half side is 0.85 * size and the
+# triangle's inradius 0.6 * size, so every shape fits in a disc of radius 1.2 * size around its centre.
+SIZE_RANGE = (3.5, 6.0)
+SPEED_RANGE = (1.0, 2.0)
+_SQUARE_HALF = 0.85
+_TRIANGLE_INRADIUS = 0.6
+_EXTENT = 1.2
+
+
+def parse_prompt(prompt: str) -> tuple[str, str, str]:
+    """Split a demo prompt into ``(colour, shape, direction)``; raise ``ValueError`` if it is not one."""
+    words = prompt.strip().lower().split()
+    if len(words) != 5 or words[0] != "a" or words[3] != "moving":
+        raise ValueError(
+            f"`prompt` must look like 'a <colour> <shape> moving <direction>', got {prompt!r}; "
+            f"use one of calibrate.demo.data.PROMPTS."
+        )
+    colour, shape, direction = words[1], words[2], words[4]
+    for value, allowed, what in (
+        (colour, tuple(COLOURS), "colour"),
+        (shape, SHAPES, "shape"),
+        (direction, tuple(DIRECTIONS), "direction"),
+    ):
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r} in prompt {prompt!r}; expected one of {list(allowed)}.")
+    return colour, shape, direction
+
+
+def prompt_for(colour: str, shape: str, direction: str) -> str:
+    """The prompt for one ``(colour, shape, direction)`` triple (inverse of :func:`parse_prompt`)."""
+    prompt = f"a {colour} {shape} moving {direction}"
+    parse_prompt(prompt)
+    return prompt
+
+
+def class_names() -> list[str]:
+    """The 12 appearance classes ``"<colour> <shape>"`` of the demo feature model, in label-id order."""
+    return [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+
+
+def class_index(colour: str, shape: str) -> int:
+    """Label id of ``(colour, shape)`` in :func:`class_names` (colour-major)."""
+    return list(COLOURS).index(colour) * len(SHAPES) + SHAPES.index(shape)
+
+
+@dataclass(frozen=True)
+class ClipBatch:
+    """Clips with the parameters they were drawn from (for training auxiliary heads and tests).
+
+    ``videos``: (n, 3, 9, 32, 32) in [0, 1]; ``prompts``: n prompts; ``centres``: (n, 9, 2) shape centre
+    (x, y) in pixels per frame; ``sizes``: (n,) size parameter in pixels (the circle radius).
+    """
+
+    videos: Tensor
+    prompts: list[str]
+    centres: Tensor
+    sizes: Tensor
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def _signed_distance(shape: str, dx: Tensor, dy: Tensor, size: Tensor) -> Tensor:
+    """Signed distance (negative inside) of ``shape`` with parameter ``size`` at offsets (dx, dy)."""
+    if shape == "circle":
+        return torch.sqrt(dx * dx + dy * dy) - size
+    if shape == "square":
+        return torch.maximum(dx.abs(), dy.abs()) - _SQUARE_HALF * size
+    # Equilateral triangle pointing up (y down): outward edge normals (0, 1), (+-sin 60, -cos 60).
+    s60, c60 = math.sin(math.pi / 3), math.cos(math.pi / 3)
+    d = torch.maximum(dy, torch.maximum(s60 * dx - c60 * dy, -s60 * dx - c60 * dy))
+    return d - _TRIANGLE_INRADIUS * size
+
+
+def sample_clips_with_geometry(n: int, seed: int, prompts: list[str] | None = None) -> ClipBatch:
+    """Draw ``n`` clips with seed ``seed``, returning the clips with their centres and sizes.
+
+    ``prompts=None`` draws each clip's prompt uniformly from :data:`PROMPTS`; otherwise clip ``i`` shows
+    ``prompts[i % len(prompts)]``. Same arguments, same clips (a private ``torch.Generator`` is used).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"`n` must be a non-negative int (number of clips), got {n!r}.")
+    generator = torch.Generator().manual_seed(int(seed))
+    if prompts is None:
+        ids = torch.randint(len(PROMPTS), (n,), generator=generator)
+        chosen = [PROMPTS[int(i)] for i in ids]
+    else:
+        if len(prompts) == 0:
+            raise ValueError("`prompts` must be None or a non-empty list of demo prompts, got an empty list.")
+        chosen = [prompts[i % len(prompts)] for i in range(n)]
+    parsed = [parse_prompt(p) for p in chosen]
+
+    size = _uniform(n, *SIZE_RANGE, generator)
+    speed = _uniform(n, *SPEED_RANGE, generator)
+    margin = _EXTENT * size + 0.5
+    travel = speed * (FRAMES - 1)
+    along = torch.rand(n, generator=generator, dtype=torch.float64)
+    across = torch.rand(n, generator=generator, dtype=torch.float64)
+
+    motion = torch.tensor([DIRECTIONS[d] for _, _, d in parsed], dtype=torch.float64).reshape(n, 2)
+    # Start so that the whole track stays inside the frame: along the motion the start lies in
+    # [margin, SIZE - margin - travel] measured from the side the shape moves away from.
+    start_along = margin + along * (SIZE - 2 * margin - travel).clamp(min=0.0)
+    start_across = margin + across * (SIZE - 2 * margin)
+    start = torch.empty(n, 2, dtype=torch.float64)
+    horizontal = motion[:, 0] != 0
+    positive = (motion.sum(dim=1) > 0).to(torch.float64)
+    along_coord = positive * start_along + (1 - positive) * (SIZE - start_along)
+    start[:, 0] = torch.where(horizontal, along_coord, start_across)
+    start[:, 1] = torch.where(horizontal, start_across, along_coord)
+    steps = torch.arange(FRAMES, dtype=torch.float64)
+    centres = start[:, None, :] + motion[:, None, :] * speed[:, None, None] * steps[None, :, None]  # (n, F, 2)
+
+    pixel = torch.arange(SIZE, dtype=torch.float64) + 0.5
+    dx = pixel.view(1, 1, 1, SIZE) - centres[..., 0].view(n, FRAMES, 1, 1)
+    dy = pixel.view(1, 1, SIZE, 1) - centres[..., 1].view(n, FRAMES, 1, 1)
+    alpha = torch.empty(n, FRAMES, SIZE, SIZE, dtype=torch.float64)
+    for shape in SHAPES:
+        rows = torch.tensor([s == shape for _, s, _ in parsed], dtype=torch.bool)
+        if rows.any():
+            sdf = _signed_distance(shape, dx[rows], dy[rows], size[rows].view(-1, 1, 1, 1))
+            alpha[rows] = (0.5 - sdf).clamp(0.0, 1.0)
+    colour = torch.tensor([COLOURS[c] for c, _, _ in parsed], dtype=torch.float64).reshape(n, 3)
+    alpha = alpha[:, None]  # (n, 1, F, H, W)
+    videos = BACKGROUND * (1 - alpha) + colour.view(n, 3, 1, 1, 1) * alpha
+    return ClipBatch(
+        videos=videos.to(torch.float32),
+        prompts=chosen,
+        centres=centres.to(torch.float32),
+        sizes=size.to(torch.float32),
+    )
+
+
+def sample_clips(n: int, seed: int, prompts: list[str] | None = None) -> tuple[Tensor, list[str]]:
+    """``n`` clips (float32 ``(n, 3, 9, 32, 32)``, values in [0, 1]) and their prompts, reproducible by seed.
+
+    ``prompts=None`` draws prompts uniformly from :data:`PROMPTS`; a list is cycled (clip ``i`` shows
+    ``prompts[i % len(prompts)]``).
+    """
+    batch = sample_clips_with_geometry(n, seed, prompts)
+    return batch.videos, batch.prompts
+
+
+def reference_frames(n: int, seed: int) -> Tensor:
+    """``n`` real frames (float32 ``(n, 3, 32, 32)`` in [0, 1]) for FID, as generated videos are compared.
+
+    Frames are taken clip by clip, all 9 frames of each (``ceil(n / 9)`` clips with uniformly drawn
+    prompts), which matches reshaping generated videos ``(B, F, C, H, W)`` to ``(B * F, C, H, W)``.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"`n` must be a non-negative int (number of frames), got {n!r}.")
+    videos, _ = sample_clips(math.ceil(n / FRAMES), seed)
+    return videos.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)[:n].contiguous()
+
+
+def _as_cfhw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
+    if video.ndim != 4:
+        raise ValueError(f"`video` must be one video of 4 dimensions ({layout}), got shape {tuple(video.shape)}.")
+    if layout == "FCHW":
+        video = video.permute(1, 0, 2, 3)
+    elif layout != "CFHW":
+        raise ValueError(f"`layout` must be 'CFHW' or 'FCHW', got {layout!r}.")
+    if video.shape[0] != 3:
+        raise ValueError(
+            f"`video` must have 3 colour channels in layout {layout}, got shape {tuple(video.shape)}; "
+            "pipeline output (output_type='pt') is (B, F, C, H, W): pass one video with layout='FCHW'."
+        )
+    return video.detach().float().cpu()
+
+
+def centroid_track(
+    video: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", threshold: float = 0.12
+) -> tuple[Tensor, Tensor]:
+    """Per-frame centroid ``(F, 2)`` (x, y in pixels) of the pixels that differ from the background.
+
+    ``video`` holds values in [0, 1]. The background of each frame is estimated as its per-channel median
+    (the shape covers well under half of a frame); a pixel's weight is how far its largest channel
+    deviation exceeds ``threshold``. Returns the track and a boolean mask ``(F,)`` of frames with any weight.
+    """
+    video = _as_cfhw(video, layout)
+    background = video.flatten(2).median(dim=2).values  # (C, F)
+    deviation = (video - background[:, :, None, None]).abs().amax(dim=0)  # (F, H, W)
+    weight = (deviation - threshold).clamp(min=0.0)
+    mass = weight.sum(dim=(1, 2))
+    height, width = weight.shape[1:]
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    safe = mass.clamp(min=1e-8)
+    cx = (weight.sum(dim=1) * xs).sum(dim=1) / safe
+    cy = (weight.sum(dim=2) * ys).sum(dim=1) / safe
+    return torch.stack([cx, cy], dim=1), mass > 1e-3
+
+
+def centroid_direction(video: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", min_travel: float = 1.0) -> str:
+    """Motion direction (``"left"``, ``"right"``, ``"up"`` or ``"down"``) of the shape in one video.
+
+    ``video`` is one video with values in [0, 1], ``(3, F, H, W)`` (``layout="CFHW"``, as from
+    :func:`sample_clips`) or ``(F, 3, H, W)`` (``layout="FCHW"``, one item of ``WanPipeline`` output with
+    ``output_type="pt"``). The centroid track (:func:`centroid_track`) is fitted with a least-squares line
+    per axis; the direction is the sign of the larger total displacement. Returns ``"none"`` when fewer
+    than two frames show a shape or the fitted travel is below ``min_travel`` pixels.
+    """
+    track, valid = centroid_track(video, layout)
+    if int(valid.sum()) < 2:
+        return "none"
+    t = torch.arange(track.shape[0], dtype=torch.float32)[valid]
+    points = track[valid]
+    t_centred = t - t.mean()
+    slope = (t_centred[:, None] * (points - points.mean(dim=0))).sum(dim=0) / (t_centred * t_centred).sum()
+    travel = slope * (t.max() - t.min())
+    dx, dy = float(travel[0]), float(travel[1])
+    if max(abs(dx), abs(dy)) < min_travel:
+        return "none"
+    if abs(dx) >= abs(dy):
+        return "right" if dx > 0 else "left"
+    return "down" if dy > 0 else "up"

@@ -1,0 +1,963 @@
+"""Train the demo pair from scratch, reproducibly, on a CPU.
+
+Run ``python -m calibrate.demo.train --output calibrate/demo/weights [--steps N] [--seed 0]``.
+The stages, in order (all seeds derive from ``--seed``):
+
+1. a word-level tokenizer (``tokenizers`` ``WordLevel`` wrapped as a ``transformers`` fast tokenizer,
+   EOS appended and ``<pad>`` = 0 as in UMT5) and a tiny random, frozen ``UMT5EncoderModel``;
+2. a tiny ``AutoencoderKLWan`` (4x spatial, 4x temporal: 9x32x32 clips -> latents 16x3x8x8) trained on
+   9-frame clips through the posterior mean with a small KL term; then ``latents_mean``/``latents_std``
+   are measured on fresh clips and written into its config;
+3. the large and the small ``WanTransformer3DModel`` trained in lockstep (identical batches, noise,
+   sigmas and prompt drops) with WAN's flow-matching objective: ``x_t = (1 - sigma) x0 + sigma noise``,
+   target ``noise - x0``, timestep ``1000 sigma``, sigma uniform in [0, 1] (flow shift 1), 10% empty
+   prompts for classifier-free guidance, prompt embeddings exactly as ``WanPipeline.encode_prompt``
+   produces them at ``max_sequence_length=16`` (zero-padded, padding attended), AdamW with warm-up and
+   cosine decay, EMA weights saved;
+4. the demo feature model: a tiny ``Dinov2ForImageClassification`` classifying single frames into the
+   12 colour-shape classes, with an auxiliary geometry head (centre, size) used only in training so that
+   the CLS features also see geometry; saved with a PIL-backend-compatible ``preprocessor_config.json``;
+5. saving (safetensors only) and, unless ``--no-eval``, the evaluation of :mod:`calibrate.demo.evaluate`.
+
+``torch.set_flush_denormal(True)`` is set first: without it, denormal floats made CPU training 10-20x
+slower. Progress (losses, ETA) is printed; everything measured goes to ``<output>/training.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .data import (
+    COLOURS,
+    DIRECTIONS,
+    FRAMES,
+    PROMPTS,
+    SHAPES,
+    SIZE,
+    class_index,
+    class_names,
+    parse_prompt,
+    sample_clips,
+    sample_clips_with_geometry,
+)
+
+__all__ = [
+    "FEATURE_MODEL_CONFIG",
+    "LARGE_TRANSFORMER_CONFIG",
+    "MAX_SEQUENCE_LENGTH",
+    "SMALL_TRANSFORMER_CONFIG",
+    "TEXT_ENCODER_CONFIG",
+    "VAE_CONFIG",
+    "TrainConfig",
+    "build_feature_model",
+    "build_image_processor",
+    "build_scheduler",
+    "build_text_encoder",
+    "build_tokenizer",
+    "build_transformer",
+    "build_vae",
+    "configure_torch",
+    "main",
+    "prompt_embeddings",
+    "stream_seed",
+    "train",
+]
+
+MAX_SEQUENCE_LENGTH = 16
+"""Prompt length the transformers are trained with; pass ``max_sequence_length=16`` to ``WanPipeline``."""
+
+FLOW_SHIFT = 1.0
+"""Flow shift of training (uniform sigma) and of the shipped UniPC scheduler."""
+
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+VOCAB_WORDS: tuple[str, ...] = ("a", "an", "the", "moving", *COLOURS, *SHAPES, *DIRECTIONS)
+
+TEXT_ENCODER_CONFIG: dict[str, Any] = {
+    "d_model": 64,
+    "d_kv": 16,
+    "d_ff": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 64,
+    "dropout_rate": 0.0,
+    "feed_forward_proj": "gated-gelu",
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+"""Tiny UMT5 encoder (random, frozen); ``vocab_size`` is set from the tokenizer."""
+
+VAE_CONFIG: dict[str, Any] = {
+    "base_dim": 16,
+    "z_dim": 16,
+    "dim_mult": [1, 2, 2],
+    "num_res_blocks": 1,
+    "attn_scales": [],
+    "temperal_downsample": [True, True],
+    "dropout": 0.0,
+    "scale_factor_temporal": 4,
+    "scale_factor_spatial": 4,
+}
+"""~0.66M-parameter ``AutoencoderKLWan``: two spatio-temporal downsamplings (4x, 4x)."""
+
+_TRANSFORMER_COMMON: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "attention_head_dim": 32,
+    "in_channels": 16,
+    "out_channels": 16,
+    "text_dim": TEXT_ENCODER_CONFIG["d_model"],
+    "freq_dim": 256,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "rope_max_seq_len": 1024,
+}
+LARGE_TRANSFORMER_CONFIG: dict[str, Any] = {
+    **_TRANSFORMER_COMMON,
+    "num_attention_heads": 4,
+    "ffn_dim": 512,
+    "num_layers": 8,
+}
+"""Large model: 8 layers, width 128 (4 heads x 32), FFN 512: ~2.31M parameters."""
+
+SMALL_TRANSFORMER_CONFIG: dict[str, Any] = {
+    **_TRANSFORMER_COMMON,
+    "num_attention_heads": 2,
+    "ffn_dim": 256,
+    "num_layers": 5,
+}
+"""Small model: 5 layers, width 64 (2 heads x 32), FFN 256: ~0.40M parameters (~5.8x fewer)."""
+
+FEATURE_MODEL_CONFIG: dict[str, Any] = {
+    "image_size": SIZE,
+    "patch_size": 4,
+    "num_channels": 3,
+    "hidden_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "mlp_ratio": 2,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+"""Tiny DINOv2 (64 patches of 4x4 + CLS, width 64, 4 layers)."""
+
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+# Seed streams (see stream_seed).
+_S_VAE_TRAIN, _S_VAE_EVAL, _S_LATENT_STATS, _S_POOL, _S_DIFFUSION = 1, 2, 3, 4, 5
+_S_FEATURE_TRAIN, _S_FEATURE_EVAL = 6, 7
+_S_INIT_TEXT, _S_INIT_VAE, _S_INIT_LARGE, _S_INIT_SMALL, _S_INIT_FEATURE = 11, 12, 13, 14, 15
+
+
+def stream_seed(seed: int, stream: int, index: int = 0) -> int:
+    """Deterministic seed for item ``index`` of random stream ``stream`` under master seed ``seed``."""
+    return (int(seed) * 1000 + int(stream)) * 1_000_000 + int(index)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """All knobs of a training run (recorded in ``training.json``)."""
+
+    seed: int = 0
+    vae_steps: int = 1200
+    vae_batch_size: int = 8
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-4
+    vae_foreground_weight: float = 20.0
+    latent_stats_clips: int = 1024
+    pool_clips: int = 12288
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    cond_drop: float = 0.1
+    feature_steps: int = 1200
+    feature_batch_size: int = 96
+    feature_lr: float = 1e-3
+    log_every: int = 50
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        positive = (
+            "vae_steps", "vae_batch_size", "latent_stats_clips", "pool_clips", "steps", "batch_size",
+            "feature_steps", "feature_batch_size", "log_every", "threads",
+        )  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ValueError(f"TrainConfig.cond_drop must be in [0, 1), got {self.cond_drop!r}.")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1), got {self.ema_decay!r}.")
+        if self.pool_clips < len(PROMPTS):
+            raise ValueError(
+                f"TrainConfig.pool_clips must be at least {len(PROMPTS)} (one clip per prompt), got {self.pool_clips}."
+            )
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def configure_torch(threads: int) -> None:
+    """Flush denormals (essential for CPU speed) and fix the number of intra-op threads."""
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(threads)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _cosine_lr(step: int, total: int, warmup: int, floor: float = 0.01) -> float:
+    """Multiplier of the base learning rate: linear warm-up, then cosine decay to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class Ema:
+    """Exponential moving average of a model's parameters (decay warmed up as ``(1 + n) / (10 + n)``)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.shadow = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards the model's current parameters."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(self.shadow, params, 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the averaged parameters into ``model``."""
+        for p, s in zip(model.parameters(), self.shadow, strict=True):
+            p.copy_(s)
+
+
+class _Progress:
+    """Running means of named losses, printed every ``every`` steps with an ETA."""
+
+    def __init__(self, name: str, total: int, every: int) -> None:
+        self.name, self.total, self.every = name, total, every
+        self.start = time.perf_counter()
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.history: list[dict[str, float]] = []
+
+    def update(self, step: int, **losses: float) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+        if (step + 1) % self.every == 0 or step + 1 == self.total:
+            means = {key: value / self.count for key, value in self.sums.items()}
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / (step + 1) * (self.total - step - 1)
+            self.history.append({"step": step + 1, **{k: round(v, 6) for k, v in means.items()}})
+            text = " ".join(f"{k} {v:.5f}" for k, v in means.items())
+            _log(
+                f"{self.name} step {step + 1}/{self.total} {text} | {elapsed / (step + 1):.3f}s/step "
+                f"elapsed {_fmt_duration(elapsed)} ETA {_fmt_duration(eta)}"
+            )
+            self.sums, self.count = {}, 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+# ------------------------------------------------------------------------------------- text conditioning
+
+
+def build_tokenizer() -> Any:
+    """Word-level tokenizer (``<pad>`` 0, ``</s>`` 1 appended, ``<unk>`` 2) as a transformers fast tokenizer.
+
+    It lower-cases, splits on whitespace and punctuation and saves as ``tokenizer.json`` +
+    ``tokenizer_config.json``, which ``AutoTokenizer.from_pretrained`` (and therefore ``WanPipeline``)
+    loads offline.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate((*SPECIAL_TOKENS, *VOCAB_WORDS))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=512,
+        padding_side="right",
+    )
+
+
+def build_text_encoder(vocab_size: int, seed: int) -> Any:
+    """Tiny random ``UMT5EncoderModel`` (frozen, eval mode) initialised from ``seed``."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(seed)
+    config = UMT5Config(vocab_size=vocab_size, **TEXT_ENCODER_CONFIG)
+    model = UMT5EncoderModel(config).eval()
+    model.requires_grad_(False)
+    return model
+
+
+def prompt_embeddings(tokenizer: Any, text_encoder: Any, prompts: Sequence[str]) -> Tensor:
+    """Prompt embeddings ``(len(prompts), MAX_SEQUENCE_LENGTH, d_model)`` via ``WanPipeline.encode_prompt``.
+
+    Uses the pipeline's own code path (cleaning, tokenising to ``max_length``, encoding, zero-padding
+    each prompt after its real tokens), so training sees exactly what generation feeds the transformer.
+    """
+    from diffusers import WanPipeline
+
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=None,  # encode_prompt needs neither the VAE nor a transformer
+        scheduler=build_scheduler(),
+        transformer=None,
+    )
+    with torch.no_grad():
+        embeds, _ = pipe.encode_prompt(
+            prompt=list(prompts),
+            do_classifier_free_guidance=False,
+            max_sequence_length=MAX_SEQUENCE_LENGTH,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+    return embeds.detach().clone()
+
+
+def build_scheduler() -> Any:
+    """The shipped sampler: UniPC with flow sigmas, flow prediction and flow shift 1."""
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        num_train_timesteps=1000,
+        flow_shift=FLOW_SHIFT,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- VAE
+
+
+def build_vae(seed: int) -> Any:
+    """Tiny ``AutoencoderKLWan`` (see :data:`VAE_CONFIG`) initialised from ``seed``."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    z_dim = VAE_CONFIG["z_dim"]
+    return AutoencoderKLWan(**VAE_CONFIG, latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+
+
+def _psnr(reconstruction: Tensor, target: Tensor) -> Tensor:
+    """PSNR in dB per item for values in [0, 1], reduced over all but the first dimension."""
+    mse = (reconstruction - target).pow(2).flatten(1).mean(dim=1).clamp(min=1e-12)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def evaluate_vae(vae: Any, clips: int, seed: int, batch_size: int = 32) -> dict[str, Any]:
+    """PSNR (dB, [0, 1] range) of reconstructions through the posterior mean, overall and per frame."""
+    vae.eval()
+    videos, _ = sample_clips(clips, seed)
+    squared: list[Tensor] = []
+    for start in range(0, clips, batch_size):
+        x = videos[start : start + batch_size]
+        z = vae.encode(2 * x - 1).latent_dist.mean
+        y = (vae.decode(z).sample + 1) / 2
+        squared.append((y - x).pow(2))
+    err = torch.cat(squared)  # (n, 3, F, H, W)
+    per_frame = 10 * torch.log10(1.0 / err.mean(dim=(0, 1, 3, 4)))
+    per_clip = 10 * torch.log10(1.0 / err.flatten(1).mean(dim=1))
+    return {
+        "psnr_db": round(float(10 * torch.log10(1.0 / err.mean())), 3),
+        "psnr_db_mean_of_clips": round(float(per_clip.mean()), 3),
+        "psnr_db_worst_clip": round(float(per_clip.min()), 3),
+        "psnr_db_per_frame": [round(float(v), 3) for v in per_frame],
+        "clips": clips,
+    }
+
+
+def train_vae(vae: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """Train the VAE on 9-frame clips: weighted MSE through the posterior mean + ``vae_kl_weight`` x mean KL.
+
+    Pixels of the shape weigh ``1 + vae_foreground_weight`` (background 1): with plain MSE the tiny VAE
+    sat for hundreds of steps on the "all grey" solution (21.7 dB), since the shape covers 3-11% of a frame.
+    """
+    vae.train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _cosine_lr(s, cfg.vae_steps, min(100, cfg.vae_steps // 10 + 1), floor=0.05)
+    )
+    progress = _Progress("vae", cfg.vae_steps, cfg.log_every)
+    for step in range(cfg.vae_steps):
+        videos, _ = sample_clips(cfg.vae_batch_size, stream_seed(cfg.seed, _S_VAE_TRAIN, step))
+        x = 2 * videos - 1
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.mean).sample
+        squared = (recon - x).pow(2)
+        mse = squared.mean()
+        # In [-1, 1] the background is 0: weight pixels by how far they are from it (1 on the shape).
+        weight = 1.0 + cfg.vae_foreground_weight * (x.abs().amax(dim=1, keepdim=True) / 0.3).clamp(max=1.0)
+        weighted = (weight * squared).mean() / weight.mean()
+        kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+        loss = weighted + cfg.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        # PSNR of this batch in [0, 1] units: the MSE on [-1, 1] is 4x the MSE on [0, 1].
+        mse_value = float(mse.detach())
+        progress.update(step, mse=mse_value, kl=float(kl.detach()), psnr=10 * math.log10(4.0 / mse_value))
+    vae.eval()
+    return {"loss_curve": progress.history, "wall_s": round(progress.elapsed, 1)}
+
+
+@torch.no_grad()
+def latent_statistics(vae: Any, clips: int, seed: int, batch_size: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of posterior-mean latents of ``clips`` fresh clips."""
+    vae.eval()
+    videos, _ = sample_clips(clips, seed)
+    latents = torch.cat(
+        [vae.encode(2 * videos[s : s + batch_size] - 1).latent_dist.mean for s in range(0, clips, batch_size)]
+    )
+    channels = latents.transpose(0, 1).flatten(1)
+    return channels.mean(dim=1).tolist(), channels.std(dim=1).tolist()
+
+
+@torch.no_grad()
+def encode_pool(vae: Any, clips: int, seed: int, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+    """Normalised latents ``(clips, 16, 3, 8, 8)`` of a fixed training pool and their prompt ids.
+
+    Prompts cycle through :data:`PROMPTS` so every prompt is equally represented; latents are the
+    posterior means normalised with the VAE config's ``latents_mean``/``latents_std`` (what the
+    pipeline un-normalises before decoding).
+    """
+    vae.eval()
+    z_dim = vae.config.z_dim
+    mean = torch.tensor(vae.config.latents_mean).view(1, z_dim, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, z_dim, 1, 1, 1)
+    out: list[Tensor] = []
+    ids: list[int] = []
+    start_time = time.perf_counter()
+    for start in range(0, clips, batch_size):
+        n = min(batch_size, clips - start)
+        prompts = [PROMPTS[(start + i) % len(PROMPTS)] for i in range(n)]
+        videos, _ = sample_clips(n, seed + start, prompts)
+        z = vae.encode(2 * videos - 1).latent_dist.mean
+        out.append((z - mean) / std)
+        ids.extend(PROMPTS.index(p) for p in prompts)
+        if (start // batch_size) % 40 == 0:
+            _log(f"encoding latent pool {start + n}/{clips} ({_fmt_duration(time.perf_counter() - start_time)})")
+    return torch.cat(out), torch.tensor(ids, dtype=torch.long)
+
+
+# -------------------------------------------------------------------------------------- transformers
+
+
+def build_transformer(config: dict[str, Any], seed: int) -> Any:
+    """A ``WanTransformer3DModel`` from ``config`` initialised from ``seed``."""
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(seed)
+    return WanTransformer3DModel(**config)
+
+
+def _flow_batch(
+    latents: Tensor,
+    ids: Tensor,
+    embeds: Tensor,
+    batch_size: int,
+    cond_drop: float,
+    generator: torch.Generator,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One flow-matching batch: noisy latents, timesteps (1000 sigma), prompt embeddings, velocity target."""
+    idx = torch.randint(latents.shape[0], (batch_size,), generator=generator)
+    x0 = latents[idx]
+    noise = torch.randn(x0.shape, generator=generator)
+    # Stratified uniform sigmas (flow shift 1): one draw per equal-width bin, bins shuffled.
+    bins = torch.randperm(batch_size, generator=generator).to(torch.float32)
+    sigma = (bins + torch.rand(batch_size, generator=generator)) / batch_size
+    s = sigma.view(-1, 1, 1, 1, 1)
+    x_t = (1.0 - s) * x0 + s * noise
+    target = noise - x0
+    prompt_ids = ids[idx].clone()
+    drop = torch.rand(batch_size, generator=generator) < cond_drop
+    prompt_ids[drop] = embeds.shape[0] - 1  # the last row is the empty prompt ""
+    return x_t, sigma * 1000.0, embeds[prompt_ids], target
+
+
+def train_transformers(
+    models: dict[str, nn.Module], latents: Tensor, ids: Tensor, embeds: Tensor, cfg: TrainConfig
+) -> dict[str, Any]:
+    """Train ``models`` in lockstep on identical flow-matching batches; leave their EMA weights in them."""
+    opts, scheds, emas = {}, {}, {}
+    for name, model in models.items():
+        model.train()
+        opts[name] = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+        scheds[name] = torch.optim.lr_scheduler.LambdaLR(
+            opts[name], lambda s: _cosine_lr(s, cfg.steps, cfg.warmup_steps)
+        )
+        emas[name] = Ema(model, cfg.ema_decay)
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, _S_DIFFUSION))
+    progress = _Progress("transformers", cfg.steps, cfg.log_every)
+    seconds = dict.fromkeys(models, 0.0)
+    for step in range(cfg.steps):
+        x_t, timestep, cond, target = _flow_batch(latents, ids, embeds, cfg.batch_size, cfg.cond_drop, generator)
+        losses = {}
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            pred = model(hidden_states=x_t, timestep=timestep, encoder_hidden_states=cond, return_dict=False)[0]
+            loss = (pred.float() - target).pow(2).mean()
+            opts[name].zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opts[name].step()
+            scheds[name].step()
+            emas[name].update(model)
+            seconds[name] += time.perf_counter() - t0
+            losses[f"loss_{name}"] = float(loss.detach())
+        progress.update(step, **losses)
+    for name, model in models.items():
+        emas[name].copy_to(model)
+        model.eval()
+    return {
+        "loss_curve": progress.history,
+        "wall_s": round(progress.elapsed, 1),
+        "train_seconds_per_model": {k: round(v, 1) for k, v in seconds.items()},
+    }
+
+
+@torch.no_grad()
+def flow_validation_loss(
+    model: nn.Module, latents: Tensor, ids: Tensor, embeds: Tensor, seed: int, batches: int = 8
+) -> dict[str, float]:
+    """Mean flow-matching loss on fixed held-out noise, overall and for low/mid/high sigma thirds."""
+    generator = torch.Generator().manual_seed(seed)
+    sums = {"all": 0.0, "sigma<1/3": 0.0, "1/3<=sigma<2/3": 0.0, "sigma>=2/3": 0.0}
+    counts = dict.fromkeys(sums, 0)
+    model.eval()
+    for _ in range(batches):
+        x_t, timestep, cond, target = _flow_batch(latents, ids, embeds, 48, 0.0, generator)
+        pred = model(hidden_states=x_t, timestep=timestep, encoder_hidden_states=cond, return_dict=False)[0]
+        per_item = (pred - target).pow(2).flatten(1).mean(dim=1)
+        sigma = timestep / 1000.0
+        for key, mask in (
+            ("all", torch.ones_like(sigma, dtype=torch.bool)),
+            ("sigma<1/3", sigma < 1 / 3),
+            ("1/3<=sigma<2/3", (sigma >= 1 / 3) & (sigma < 2 / 3)),
+            ("sigma>=2/3", sigma >= 2 / 3),
+        ):
+            sums[key] += float(per_item[mask].sum())
+            counts[key] += int(mask.sum())
+    return {k: round(sums[k] / max(1, counts[k]), 5) for k in sums}
+
+
+# ------------------------------------------------------------------------------------- feature model
+
+
+def build_feature_model(seed: int) -> Any:
+    """Tiny ``Dinov2ForImageClassification`` over the 12 colour-shape classes, initialised from ``seed``."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    torch.manual_seed(seed)
+    names = class_names()
+    config = Dinov2Config(
+        **FEATURE_MODEL_CONFIG,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+    )
+    return Dinov2ForImageClassification(config)
+
+
+def build_image_processor() -> Any:
+    """DINOv2-style processor for 32x32 frames (no crop; ImageNet mean/std); loads without torchvision."""
+    from transformers import BitImageProcessor
+
+    return BitImageProcessor(
+        do_resize=True,
+        size={"height": SIZE, "width": SIZE},
+        resample=3,
+        do_center_crop=False,
+        crop_size={"height": SIZE, "width": SIZE},
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(IMAGE_MEAN),
+        image_std=list(IMAGE_STD),
+        do_convert_rgb=True,
+    )
+
+
+def normalise_frames(frames: Tensor) -> Tensor:
+    """What the saved image processor does to 32x32 frames in [0, 1]: round to uint8, rescale, normalise."""
+    quantised = (frames.clamp(0, 1) * 255).round() / 255
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    return (quantised - mean) / std
+
+
+def _blur(frames: Tensor, sigma: Tensor) -> Tensor:
+    """Gaussian blur of each frame with its own ``sigma`` (5-tap separable kernel; sigma 0 = identity)."""
+    offsets = torch.arange(-2, 3, dtype=torch.float32)
+    s = sigma.clamp(min=1e-3).view(-1, 1)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / s) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)  # (n, 5)
+    n = frames.shape[0]
+    x = frames.reshape(1, n * 3, SIZE, SIZE)
+    kx = kernel.repeat_interleave(3, dim=0).view(n * 3, 1, 1, 5)
+    ky = kernel.repeat_interleave(3, dim=0).view(n * 3, 1, 5, 1)
+    x = nn.functional.conv2d(nn.functional.pad(x, (2, 2, 0, 0), mode="replicate"), kx, groups=n * 3)
+    x = nn.functional.conv2d(nn.functional.pad(x, (0, 0, 2, 2), mode="replicate"), ky, groups=n * 3)
+    return x.view(n, 3, SIZE, SIZE)
+
+
+def _frame_batch(n: int, seed: int, augment: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``n`` single frames (one random frame per clip), class labels and geometry targets (cx, cy, size)."""
+    batch = sample_clips_with_geometry(n, seed)
+    generator = torch.Generator().manual_seed(seed)
+    frame = torch.randint(FRAMES, (n,), generator=generator)
+    rows = torch.arange(n)
+    frames = batch.videos[rows, :, frame]
+    centre = batch.centres[rows, frame]
+    geometry = torch.stack([centre[:, 0] / SIZE, centre[:, 1] / SIZE, batch.sizes / 6.0], dim=1)
+    labels = torch.tensor([class_index(*parse_prompt(p)[:2]) for p in batch.prompts])
+    if augment:
+        # Half of the frames get a mild blur and pixel noise, like a decoder's output.
+        which = torch.rand(n, generator=generator) < 0.5
+        sigma = torch.rand(n, generator=generator) * 0.8 * which
+        scale = 0.02 * torch.rand(n, generator=generator) * which
+        noise = torch.randn(frames.shape, generator=generator) * scale.view(n, 1, 1, 1)
+        frames = _blur(frames, sigma) + noise
+    return normalise_frames(frames), labels, geometry
+
+
+def train_feature_model(model: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """Train the frame classifier (cross-entropy) with an auxiliary geometry regression on the CLS output."""
+    hidden = model.config.hidden_size
+    geometry_head = nn.Linear(hidden, 3)
+    params = list(model.parameters()) + list(geometry_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.feature_lr, betas=(0.9, 0.99), weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _cosine_lr(s, cfg.feature_steps, min(100, cfg.feature_steps // 10 + 1))
+    )
+    progress = _Progress("feature", cfg.feature_steps, cfg.log_every)
+    model.train()
+    for step in range(cfg.feature_steps):
+        pixels, labels, geometry = _frame_batch(
+            cfg.feature_batch_size, stream_seed(cfg.seed, _S_FEATURE_TRAIN, step), augment=True
+        )
+        # One backbone pass for both heads; the logits are computed as Dinov2ForImageClassification does.
+        tokens = model.dinov2(pixel_values=pixels).last_hidden_state
+        cls = tokens[:, 0]
+        logits = model.classifier(torch.cat([cls, tokens[:, 1:].mean(dim=1)], dim=1))
+        ce = nn.functional.cross_entropy(logits, labels)
+        geo = nn.functional.mse_loss(geometry_head(cls), geometry)
+        loss = ce + geo
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        acc = float((logits.argmax(dim=1) == labels).float().mean())
+        progress.update(step, ce=float(ce), geometry=float(geo), acc=acc)
+    model.eval()
+    with torch.no_grad():
+        pixels, labels, _ = _frame_batch(2048, stream_seed(cfg.seed, _S_FEATURE_EVAL), augment=False)
+        accuracy = float((model(pixel_values=pixels).logits.argmax(dim=1) == labels).float().mean())
+    return {
+        "loss_curve": progress.history,
+        "wall_s": round(progress.elapsed, 1),
+        "heldout_frame_accuracy": round(accuracy, 4),
+        "heldout_frames": 2048,
+    }
+
+
+@torch.no_grad()
+def feature_accuracy_on_reconstructions(model: Any, vae: Any, clips: int, seed: int) -> float:
+    """Colour-shape accuracy of the frame classifier (video vote) on VAE reconstructions of fresh clips."""
+    videos, prompts = sample_clips(clips, seed)
+    correct = 0
+    for start in range(0, clips, 32):
+        x = videos[start : start + 32]
+        recon = (vae.decode(vae.encode(2 * x - 1).latent_dist.mean).sample + 1) / 2
+        frames = recon.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
+        logits = model(pixel_values=normalise_frames(frames)).logits.view(x.shape[0], FRAMES, -1).mean(dim=1)
+        for i, label in enumerate(logits.argmax(dim=1).tolist()):
+            correct += int(label == class_index(*parse_prompt(prompts[start + i])[:2]))
+    return correct / clips
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def _versions() -> dict[str, str]:
+    import diffusers
+    import tokenizers
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _portable_tokenizer_class(pipeline_dir: Path) -> None:
+    """Name the saved tokenizer class ``PreTrainedTokenizerFast`` (in model_index.json and tokenizer_config.json).
+
+    transformers 5 saves its fast tokenizers under the new class name ``TokenizersBackend``, which
+    transformers 4.x (allowed by the project's ``transformers>=4.51``) does not have;
+    ``PreTrainedTokenizerFast`` exists in both (in 5.x it is an alias of ``TokenizersBackend``) and loads
+    the same ``tokenizer.json``.
+    """
+    index_path = pipeline_dir / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
+    _write_json(index_path, index)
+    config_path = pipeline_dir / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config.pop("backend", None)
+    _write_json(config_path, config)
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def train(cfg: TrainConfig, output: Path, evaluate: bool = True, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run all stages and save the weights under ``output``; return the training record."""
+    from diffusers import WanPipeline
+
+    configure_torch(cfg.threads)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "format_version": 1,
+        "command": "python -m calibrate.demo.train " + " ".join(argv or []),
+        "config": asdict(cfg),
+        "seed_streams": {
+            "vae_train_batch_k": stream_seed(cfg.seed, _S_VAE_TRAIN, 0),
+            "vae_eval": stream_seed(cfg.seed, _S_VAE_EVAL),
+            "latent_stats": stream_seed(cfg.seed, _S_LATENT_STATS),
+            "latent_pool": stream_seed(cfg.seed, _S_POOL),
+            "diffusion_batches": stream_seed(cfg.seed, _S_DIFFUSION),
+            "feature_train_batch_k": stream_seed(cfg.seed, _S_FEATURE_TRAIN, 0),
+            "feature_eval": stream_seed(cfg.seed, _S_FEATURE_EVAL),
+            "init": {
+                "text_encoder": stream_seed(cfg.seed, _S_INIT_TEXT),
+                "vae": stream_seed(cfg.seed, _S_INIT_VAE),
+                "large": stream_seed(cfg.seed, _S_INIT_LARGE),
+                "small": stream_seed(cfg.seed, _S_INIT_SMALL),
+                "feature_model": stream_seed(cfg.seed, _S_INIT_FEATURE),
+            },
+        },
+        "versions": _versions(),
+        "data": {
+            "frames": FRAMES,
+            "size": SIZE,
+            "prompts": len(PROMPTS),
+            "value_range": "[0, 1] (VAE input 2x - 1)",
+            "colours": list(COLOURS),
+            "shapes": list(SHAPES),
+            "directions": list(DIRECTIONS),
+        },
+        "generation_settings": {
+            "max_sequence_length": MAX_SEQUENCE_LENGTH,
+            "flow_shift": FLOW_SHIFT,
+            "scheduler": "UniPCMultistepScheduler(prediction_type='flow_prediction', use_flow_sigmas=True)",
+            "num_frames": FRAMES,
+            "height": SIZE,
+            "width": SIZE,
+        },
+    }
+    wall: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    # 1. Text conditioning.
+    t0 = time.perf_counter()
+    tokenizer = build_tokenizer()
+    text_encoder = build_text_encoder(len(tokenizer), stream_seed(cfg.seed, _S_INIT_TEXT))
+    embeds = prompt_embeddings(tokenizer, text_encoder, [*PROMPTS, ""])
+    wall["text"] = round(time.perf_counter() - t0, 1)
+    _log(f"tokenizer ({len(tokenizer)} tokens) and text encoder ({count_parameters(text_encoder)} params) built")
+
+    # 2. VAE.
+    vae = build_vae(stream_seed(cfg.seed, _S_INIT_VAE))
+    _log(f"training VAE ({count_parameters(vae)} params) for {cfg.vae_steps} steps of {cfg.vae_batch_size} clips")
+    vae_record = train_vae(vae, cfg)
+    t0 = time.perf_counter()
+    vae_record["eval"] = evaluate_vae(vae, 256, stream_seed(cfg.seed, _S_VAE_EVAL))
+    _log(
+        f"VAE held-out PSNR {vae_record['eval']['psnr_db']:.2f} dB, per frame {vae_record['eval']['psnr_db_per_frame']}"
+    )
+    mean, std = latent_statistics(vae, cfg.latent_stats_clips, stream_seed(cfg.seed, _S_LATENT_STATS))
+    vae.register_to_config(latents_mean=[round(v, 6) for v in mean], latents_std=[round(v, 6) for v in std])
+    vae_record["latents_mean"] = vae.config.latents_mean
+    vae_record["latents_std"] = vae.config.latents_std
+    latents, ids = encode_pool(vae, cfg.pool_clips, stream_seed(cfg.seed, _S_POOL))
+    wall["vae"] = round(vae_record["wall_s"] + time.perf_counter() - t0, 1)
+    vae_record["pool_normalised_std"] = round(float(latents.std()), 4)
+    record["vae"] = vae_record
+    _log(f"latent pool {tuple(latents.shape)}, normalised std {vae_record['pool_normalised_std']}")
+
+    # 3. Transformers in lockstep.
+    large = build_transformer(LARGE_TRANSFORMER_CONFIG, stream_seed(cfg.seed, _S_INIT_LARGE))
+    small = build_transformer(SMALL_TRANSFORMER_CONFIG, stream_seed(cfg.seed, _S_INIT_SMALL))
+    record["parameters"] = {
+        "text_encoder": count_parameters(text_encoder),
+        "vae": count_parameters(vae),
+        "large_transformer": count_parameters(large),
+        "small_transformer": count_parameters(small),
+    }
+    record["parameters"]["large_over_small"] = round(
+        record["parameters"]["large_transformer"] / record["parameters"]["small_transformer"], 2
+    )
+    _log(
+        f"training transformers in lockstep: large {record['parameters']['large_transformer']} params, "
+        f"small {record['parameters']['small_transformer']} params, {cfg.steps} steps of {cfg.batch_size}"
+    )
+    tr_record = train_transformers({"large": large, "small": small}, latents, ids, embeds, cfg)
+    val_seed = stream_seed(cfg.seed, _S_DIFFUSION, 1)
+    val_latents, val_ids = encode_pool(vae, 1024, stream_seed(cfg.seed, _S_POOL, 500_000))
+    tr_record["validation_loss_ema"] = {
+        name: flow_validation_loss(model, val_latents, val_ids, embeds, val_seed)
+        for name, model in (("large", large), ("small", small))
+    }
+    _log(f"held-out flow loss (EMA weights): {tr_record['validation_loss_ema']}")
+    record["transformers"] = tr_record
+    wall["transformers"] = tr_record["wall_s"]
+    del latents
+
+    # 4. Feature model.
+    feature_model = build_feature_model(stream_seed(cfg.seed, _S_INIT_FEATURE))
+    record["parameters"]["feature_model"] = count_parameters(feature_model)
+    _log(f"training feature model ({record['parameters']['feature_model']} params) for {cfg.feature_steps} steps")
+    feat_record = train_feature_model(feature_model, cfg)
+    feat_record["reconstruction_video_accuracy"] = round(
+        feature_accuracy_on_reconstructions(feature_model, vae, 256, stream_seed(cfg.seed, _S_FEATURE_EVAL, 1)),
+        4,
+    )
+    feat_record["labels"] = class_names()
+    feat_record["heads"] = "one 12-way colour-shape head (Dinov2ForImageClassification); geometry head not saved"
+    record["feature_model"] = feat_record
+    wall["feature_model"] = feat_record["wall_s"]
+    _log(
+        f"feature model held-out frame accuracy {feat_record['heldout_frame_accuracy']:.4f}, "
+        f"on VAE reconstructions (video vote) {feat_record['reconstruction_video_accuracy']:.4f}"
+    )
+
+    # 5. Save (safetensors only).
+    t0 = time.perf_counter()
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=build_scheduler(),
+        transformer=large,
+    )
+    pipe.save_pretrained(output / "pipeline", safe_serialization=True)
+    small.save_pretrained(output / "small_transformer", safe_serialization=True)
+    feature_model.save_pretrained(output / "feature_model", safe_serialization=True)
+    build_image_processor().save_pretrained(output / "feature_model")
+    _portable_tokenizer_class(output / "pipeline")
+    wall["save"] = round(time.perf_counter() - t0, 1)
+    wall["total_training"] = round(time.perf_counter() - t_all, 1)
+    record["wall_seconds"] = wall
+    _write_json(output / "training.json", record)
+    _log(f"saved to {output} (training wall time {_fmt_duration(wall['total_training'])})")
+
+    if evaluate:
+        from .evaluate import run_evaluation
+
+        record = run_evaluation(output)
+    return record
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m calibrate.demo.train",
+        description="Train the FlowBlending demo pair (CPU, fixed seeds).",
+    )
+    parser.add_argument("--output", type=Path, required=True, help="output directory (e.g. calibrate/demo/weights)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="transformer training steps")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="master seed")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="transformer batch size")
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps, help="VAE training steps")
+    parser.add_argument("--feature-steps", type=int, default=defaults.feature_steps, help="feature model steps")
+    parser.add_argument("--pool-clips", type=int, default=defaults.pool_clips, help="clips in the latent pool")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch intra-op threads")
+    parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between progress lines")
+    parser.add_argument("--no-eval", action="store_true", help="skip the generation/accuracy evaluation")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse_args(argv)
+    cfg = TrainConfig(
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        vae_steps=args.vae_steps,
+        feature_steps=args.feature_steps,
+        pool_clips=args.pool_clips,
+        threads=args.threads,
+        log_every=args.log_every,
+    )
+    train(cfg, args.output, evaluate=not args.no_eval, argv=argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""The shipped demo pair end to end: `flowblending demo --quick` runs every stage; the shipped profile runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from flowblending.cli import cli
+from flowblending.profile import load_profile
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_weights_ship_as_safetensors_under_30_mb():
+    from calibrate.demo import FEATURE_MODEL_DIR, PIPELINE_DIR, SMALL_TRANSFORMER_DIR, WEIGHTS_DIR
+
+    files = [p for p in WEIGHTS_DIR.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 30 * 2**20
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    for folder in (PIPELINE_DIR / "transformer", SMALL_TRANSFORMER_DIR, FEATURE_MODEL_DIR, PIPELINE_DIR / "vae"):
+        assert list(folder.glob("*.safetensors")), folder
+
+
+def test_demo_quick_runs_every_stage(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--quick", "--output-dir", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]"):
+        assert stage in result.output
+    profile = load_profile(out / "demo.json")
+    assert profile.models["large"].id.startswith("package://calibrate.demo/")
+    assert CliRunner().invoke(cli, ["validate", str(out / "demo.json")]).exit_code == 0
+    report = (out / "report" / "report.md").read_text()
+    assert "demo feature model" in report and "Demo: semantic accuracy" in report
+    assert (out / "report" / "divergence.png").exists() and (out / "report" / "early.png").exists()
+    results = json.loads((out / "demo-results.json").read_text())
+    assert set(results["semantic_accuracy"]) >= {"large-only", "L-S-S", "S-L-L", "small-only"}
+    assert results["measured_speedup"] > 0 and len(list((out / "videos").glob("*.gif"))) == 12
+
+
+def test_shipped_demo_profile_runs(tmp_path):
+    gif = tmp_path / "circle.gif"
+    result = CliRunner().invoke(
+        cli, ["run", "--profile", "demo", "--prompt", "a red circle moving left", "--output", str(gif)]
+    )
+    assert result.exit_code == 0, result.output
+    assert gif.exists() and "FLOPs saved vs large-only" in result.output
+    profile = load_profile("demo")
+    assert profile.calibration is not None and profile.calibration["method"] == "full"
