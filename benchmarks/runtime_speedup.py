@@ -1,6 +1,6 @@
 """Runtime speed-up of a profile's schedule against large-only and small-only, measured side by side.
 
-Prints, for the profile's schedule (default: the shipped demo pair's calibrated L-S-L):
+Prints, for the profile's schedule:
 
 * the median wall time per video of large-only, the profile's schedule and small-only (interleaved runs);
 * the measured speed-up over large-only against the FLOP-predicted one (goal: >= 0.95 of it);
@@ -25,6 +25,12 @@ def main() -> None:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument(
+        "--boundaries",
+        default=None,
+        help="blended L-S-L boundaries, e.g. 0.3,0.7 (default: the profile's schedule, or its "
+        "divergence-proxy boundaries when the profile is large-only)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
 
@@ -38,12 +44,22 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     profile = flowblending.load_profile(args.profile)
-    pipe = flowblending.load_pipeline(profile)
+    pipe = flowblending.load_pipeline(profile, roles=tuple(profile.models))
     pipe.set_progress_bar_config(disable=True)
-    blended = pattern_of(profile.schedule)
+    schedule = profile.schedule
+    if args.boundaries or not any(seg.model == "small" for seg in schedule):
+        from flowblending.schedule import segments_from_pattern
+
+        cuts = (
+            [float(x) for x in args.boundaries.split(",")]
+            if args.boundaries
+            else (profile.calibration or {})["divergence"]["proxy_boundaries"]
+        )
+        schedule = segments_from_pattern("LSL", cuts)
+    blended = pattern_of(schedule)
     schedules = {
         "large-only": (Segment("large", 0.0, 1.0),),
-        blended: profile.schedule,
+        blended: schedule,
         "small-only": (Segment("small", 0.0, 1.0),),
     }
     prompts = [
@@ -55,8 +71,8 @@ def main() -> None:
         "a blue triangle moving left",
     ][: args.prompts]
     print(
-        f"profile {profile.name}: {pattern_of(profile.schedule)} "
-        + ", ".join(f"{s.model} [{s.start:g}, {s.end:g})" for s in profile.schedule)
+        f"profile {profile.name}: timing {pattern_of(schedule)} "
+        + ", ".join(f"{s.model} [{s.start:g}, {s.end:g})" for s in schedule)
         + f"; {profile.setting.num_inference_steps} steps; torch threads {torch.get_num_threads()}; "
         f"{args.prompts} prompts x {args.repeats} repeats, interleaved"
     )

@@ -351,7 +351,10 @@ def summary_text(
         resumed = ", ".join(f"{r} {n}" for r, n in sorted(this_run.items())) or "none"
         lines.append(f"  computed in this run (the rest was resumed from the work dir): {resumed}")
     premise = calibration["premise"]
-    if premise["holds"]:
+    if calibration.get("method") in ("sweep", "search"):
+        lines.append("  premise: not tested by this method (the schedule is the cheapest within tolerance)")
+        lines += [f"  note: {note}" for note in calibration.get("notes", []) if "starts with the small" in note]
+    elif premise["holds"]:
         lines.append("  premise: holds (early knee above the similarity floor, interior late minimum)")
     else:
         lines.append("  premise: DOES NOT HOLD for this pair:")
