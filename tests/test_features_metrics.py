@@ -42,19 +42,9 @@ def _save_processor(cls_name: str, path) -> None:
 
 @pytest.fixture(scope="module")
 def dino_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-dinov2")
-    torch.manual_seed(0)
-    config = transformers.Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-    )
-    transformers.Dinov2Model(config).save_pretrained(path)
-    _save_processor("BitImageProcessor", path)
-    return path
+    from flowblending.testing import save_tiny_dinov2
+
+    return save_tiny_dinov2(tmp_path_factory.mktemp("tiny-dinov2"))
 
 
 @pytest.fixture(scope="module")
