@@ -102,16 +102,15 @@ def naive(assets: dict, prompts: int, steps: int, early_step: int) -> dict:
     from diffusers import DiffusionPipeline
 
     from calibrate.features import load_feature_extractor
-    from calibrate.metrics import frames_of, psnr_ssim
-    from calibrate.protocol import Generator, Unit
-    from calibrate.runner import grid_steps
+    from calibrate.metrics import feature_similarity, frames_of, psnr_ssim
+    from calibrate.sampling import ReplaySampler, Unit, grid_steps
 
     pipe = DiffusionPipeline.from_pretrained(assets["pair"].pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
     small = type(pipe.transformer).from_pretrained(assets["pair"].small_dir)
     cfg = _config(assets, prompts, steps)
     kwargs = {"height": 48, "width": 64, "num_frames": 9, "max_sequence_length": 16, "guidance_scale": 5.0}
-    gen = Generator(pipe, {"large": pipe.transformer, "small": small}, kwargs, steps)
+    gen = ReplaySampler(pipe, {"large": pipe.transformer, "small": small}, kwargs, steps)
     dino = load_feature_extractor(cfg.feature_model)
     early = grid_steps(cfg.early_grid, steps, include_zero=True)
     late = [r for r in grid_steps(cfg.late_grid, steps, include_zero=False) if early_step < r < steps]
@@ -123,7 +122,7 @@ def naive(assets: dict, prompts: int, steps: int, early_step: int) -> dict:
         ref_feats = dino(frames_of(ref))
         for k in early:
             frames, _ = gen.run(unit, ["large"] * k + ["small"] * (steps - k))
-            torch.nn.functional.cosine_similarity(dino(frames_of(frames)), ref_feats).mean()
+            feature_similarity(dino(frames_of(frames)), ref_feats)
             psnr_ssim(frames, ref)
         for r in late:
             frames, _ = gen.run(unit, ["large"] * early_step + ["small"] * (r - early_step) + ["large"] * (steps - r))

@@ -1,8 +1,8 @@
 """Stage boundaries from sweep curves: Algorithm 1 (early, paper App. B) and the FID argmin (late, sec 4.3).
 
 Pure python/numpy, no torch. Every function here is deterministic and checks its inputs; the
-``*_premise`` functions say in words why a chosen point should not be trusted (issue 3: "the premise
-is checked, not assumed"), so the caller can emit an honest schedule instead of a meaningless L-S-L.
+``*_premise`` functions say in words why a chosen point should not be trusted (the premise is checked, not
+assumed), so the caller can emit an honest schedule instead of a meaningless L-S-L.
 """
 
 from __future__ import annotations

@@ -1,15 +1,42 @@
-"""``flowblending calibrate``: a thin click command over :func:`calibrate.runner.calibrate`."""
+"""``flowblending calibrate``: a thin click command over :func:`calibrate.runner.calibrate`.
+
+Defaults, choices and help come from :class:`calibrate.config.CalibrationConfig` and the method registry, so
+they are written once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import Any
 
 import click
 
 from flowblending.errors import FlowBlendingError
 
-from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
-from .config import DTYPES, CalibrationConfig
+from .config import CalibrationConfig
+from .methods import METHODS
+
+_FIELDS = {f.name: f for f in fields(CalibrationConfig)}
+
+
+def _config_option(name: str, *decls: str, **kwargs: Any) -> Any:
+    """A click option for config field ``name``: its default, help and choices are the config's."""
+    f = _FIELDS[name]
+    default = f.default if f.default is not MISSING else f.default_factory()
+    if name == "seeds":
+        default = ",".join(str(s) for s in default)
+    if "choices" in f.metadata:
+        kwargs.setdefault("type", click.Choice(f.metadata["choices"]))
+    flag = "--" + name.replace("_", "-")
+    return click.option(
+        *(decls or (flag,)),
+        name,
+        default=default,
+        show_default=default is not None,
+        help=f.metadata["help"],
+        **kwargs,
+    )
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -36,6 +63,9 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
     return tuple(str(p) for p in files)
 
 
+_METHOD_HELP = "; ".join(f"{spec.name}: {spec.help}" for spec in METHODS.values())
+
+
 @click.command("calibrate")
 @click.option("--large", default=None, help="Large model: diffusers pipeline repo id or local directory.")
 @click.option("--small", default=None, help="Small model: pipeline repo/dir (transformer subfolder) or a transformer.")
@@ -46,12 +76,7 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
     type=click.Path(dir_okay=False),
     help="Text file, one prompt per line (# comments and blank lines skipped).",
 )
-@click.option(
-    "--reference",
-    type=click.Path(exists=True),
-    default=None,
-    help="Folder of real videos/frames for the FID late sweep (without it: late boundary from divergence).",
-)
+@_config_option("reference", type=click.Path(exists=True))
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False),
@@ -67,80 +92,35 @@ def _images(folder: str | None, count: int) -> tuple[str, ...] | None:
     help="Resumable work folder (default: next to --output).",
 )
 @click.option("--name", default=None, help="Profile name (default: the output file's stem).")
-@click.option("--steps", type=click.IntRange(min=2), default=None, help="Denoising steps (default: the pipeline's).")
-@click.option("--guidance-scale", type=click.FloatRange(min=0), default=None)
-@click.option("--height", type=click.IntRange(min=1), default=None)
-@click.option("--width", type=click.IntRange(min=1), default=None)
-@click.option("--num-frames", type=click.IntRange(min=1), default=None)
-@click.option("--max-sequence-length", type=click.IntRange(min=1), default=None)
-@click.option("--flow-shift", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds per prompt.")
-@click.option("--device", default=None, help="cuda, cpu... (default: cuda if available).")
-@click.option("--dtype", type=click.Choice(DTYPES), default="auto", show_default=True)
-@click.option(
-    "--feature-model",
-    default="facebook/dinov2-small",
-    show_default=True,
-    help="Frame features for similarity (and FID): hub id or local path of a transformers vision model.",
-)
-@click.option("--clip-model", default=None, help="Also report CLIP similarity with this model (hub id or path).")
-@click.option(
-    "--fid-features",
-    default=None,
-    help="FID features: default the feature model; 'inception' needs the [inception] extra.",
-)
-@click.option(
-    "--early-boundary",
-    type=float,
-    default=None,
-    help="Fix the early boundary (fraction, e.g. 0.4) instead of choosing it with Algorithm 1.",
-)
-@click.option(
-    "--early-grid",
-    type=float,
-    default=0.1,
-    show_default=True,
-    help="Spacing of early switch candidates, as a fraction of the process (1/steps: every step).",
-)
-@click.option("--late-grid", type=float, default=0.1, show_default=True, help="Spacing of late re-entry candidates.")
-@click.option("--alpha", type=float, default=DEFAULT_ALPHA, show_default=True, help="Algorithm 1 slope threshold.")
-@click.option(
-    "--floor",
-    type=float,
-    default=SIMILARITY_FLOOR,
-    show_default=True,
-    help="Similarity the early boundary must keep (paper sec 4.2).",
-)
+@_config_option("num_inference_steps", "--steps", type=click.IntRange(min=2))
+@_config_option("guidance_scale", type=click.FloatRange(min=0))
+@_config_option("height", type=click.IntRange(min=1))
+@_config_option("width", type=click.IntRange(min=1))
+@_config_option("num_frames", type=click.IntRange(min=1))
+@_config_option("max_sequence_length", type=click.IntRange(min=1))
+@_config_option("flow_shift", type=click.FloatRange(min=0, min_open=True))
+@_config_option("seeds")
+@_config_option("device")
+@_config_option("dtype")
+@_config_option("feature_model")
+@_config_option("clip_model")
+@_config_option("fid_features")
+@_config_option("early_boundary", type=float)
+@_config_option("early_grid", type=float)
+@_config_option("late_grid", type=float)
+@_config_option("alpha", type=float)
+@_config_option("floor", type=float)
 @click.option(
     "--method",
-    type=click.Choice(["full", "divergence", "sweep", "search"]),
-    default="full",
+    type=click.Choice(list(METHODS)),
+    default=_FIELDS["method"].default,
     show_default=True,
-    help="full: the paper's sweeps; divergence: the U-curve only (no decoding, no sweeps); sweep: all 2^K "
-    "segment patterns on a prefix trie; search: a beam search over them for large K.",
+    help=_METHOD_HELP + ".",
 )
-@click.option(
-    "--segments",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="sweep/search: number of equal segments K.",
-)
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(min=0),
-    default=0.02,
-    show_default=True,
-    help="sweep/search: pick the cheapest schedule with FID within this relative margin of large-only's.",
-)
-@click.option("--beam-width", type=click.IntRange(min=1), default=4, show_default=True, help="search: beam width.")
-@click.option(
-    "--samples",
-    type=click.IntRange(min=0),
-    default=2,
-    show_default=True,
-    help="Prompts whose videos go into the report.",
-)
+@_config_option("segments", type=click.IntRange(min=1))
+@_config_option("tolerance", type=click.FloatRange(min=0))
+@_config_option("beam_width", type=click.IntRange(min=1))
+@_config_option("samples", type=click.IntRange(min=0))
 @click.option(
     "--merge",
     "merge_dir",
@@ -153,37 +133,16 @@ def calibrate_command(
     large: str | None,
     small: str | None,
     prompts_file: str | None,
-    reference: str | None,
     images: str | None,
     output: str | None,
     report_dir: str | None,
     work_dir: str | None,
     name: str | None,
-    steps: int | None,
-    guidance_scale: float | None,
-    height: int | None,
-    width: int | None,
-    num_frames: int | None,
-    max_sequence_length: int | None,
-    flow_shift: float | None,
     seeds: str,
-    device: str | None,
-    dtype: str,
-    feature_model: str,
-    clip_model: str | None,
-    fid_features: str | None,
-    early_boundary: float | None,
-    early_grid: float,
-    late_grid: float,
-    alpha: float,
-    floor: float,
     method: str,
-    segments: int,
-    tolerance: float,
-    beam_width: int,
-    samples: int,
     merge_dir: str | None,
     local_files_only: bool,
+    **options: Any,
 ) -> None:
     """Calibrate a large/small model pair on a prompt set and write a profile (and a report)."""
     from flowblending.prompts import read_prompts
@@ -198,7 +157,7 @@ def calibrate_command(
         merge(merge_dir, output=output, report_dir=report_dir, log=click.echo)
         return
     missing = [
-        name for name, value in (("--large", large), ("--small", small), ("--prompts", prompts_file)) if value is None
+        flag for flag, value in (("--large", large), ("--small", small), ("--prompts", prompts_file)) if value is None
     ]
     if missing:
         raise FlowBlendingError(
@@ -213,31 +172,10 @@ def calibrate_command(
         small=small,
         prompts=prompts,
         seeds=_seeds(seeds),
-        reference=reference,
         images=_images(images, len(prompts)),
-        num_inference_steps=steps,
-        guidance_scale=guidance_scale,
-        height=height,
-        width=width,
-        num_frames=num_frames,
-        max_sequence_length=max_sequence_length,
-        flow_shift=flow_shift,
-        feature_model=feature_model,
-        clip_model=clip_model,
-        fid_features=fid_features,
-        early_boundary=early_boundary,
-        early_grid=early_grid,
-        late_grid=late_grid,
-        alpha=alpha,
-        floor=floor,
         method=method,
-        segments=segments,
-        tolerance=tolerance,
-        beam_width=beam_width,
         name=name or (Path(output).stem if output else "calibrated"),
-        samples=samples,
-        device=device,
-        dtype=dtype,
         local_files_only=local_files_only or None,
+        **options,
     )
     calibrate(config, output=output, report_dir=report_dir, work_dir=work_dir, log=click.echo)

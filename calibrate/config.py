@@ -5,59 +5,83 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from flowblending.errors import FlowBlendingError
 
 from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
 
-Method = Literal["full", "divergence", "sweep", "search"]
-METHODS = ("full", "divergence", "sweep", "search")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+"""Model dtypes a calibration can run in."""
+
+DEFAULT_FEATURE_MODEL = "facebook/dinov2-small"
+"""Frame features of the early-switch similarity and the FID (paper sec 4.2: DINOv2)."""
 
 
 class CalibrationError(FlowBlendingError):
     """A calibration cannot start or continue (bad arguments, a work dir from another setting...)."""
 
 
+def _opt(default: Any, help: str, **metadata: Any) -> Any:
+    """A configuration field whose default and help the CLI reads (the one place either is written)."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Everything that determines a calibration's result (and a few things that do not, like the device)."""
+    """Everything that determines a calibration's result (and a few things that do not, like the device).
+
+    Field defaults and their ``metadata["help"]`` are the CLI's defaults and help (``flowblending calibrate``).
+    """
 
     large: str
     small: str
     prompts: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    reference: str | None = None
+    seeds: tuple[int, ...] = _opt((0,), "Comma-separated seeds per prompt.")
+    reference: str | None = _opt(
+        None, "Folder of real videos/frames for the FID late sweep (without it: late boundary from divergence)."
+    )
     images: tuple[str, ...] | None = None
     small_subfolder: str | None = "auto"
     large_revision: str | None = None
     small_revision: str | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    height: int | None = None
-    width: int | None = None
-    num_frames: int | None = None
-    max_sequence_length: int | None = None
-    flow_shift: float | None = None
-    feature_model: str = "facebook/dinov2-small"
-    clip_model: str | None = None
-    fid_features: str | None = None  # None: the feature model; "inception": torch-fidelity's InceptionV3
-    early_boundary: float | None = None  # fix the early boundary instead of choosing it (Algorithm 1)
-    early_grid: float = 0.1
-    late_grid: float = 0.1
-    alpha: float = DEFAULT_ALPHA
-    floor: float = SIMILARITY_FLOOR
-    method: Method = "full"
-    segments: int = 8  # sweep/search: equal segments K (sweep evaluates all 2^K patterns)
-    tolerance: float = 0.02  # sweep/search: relative FID margin over large-only (or 1 - DINO floor)
-    beam_width: int = 4  # search
+    num_inference_steps: int | None = _opt(None, "Denoising steps (default: the pipeline's).")
+    guidance_scale: float | None = _opt(None, "Guidance scale (default: the pipeline's).")
+    height: int | None = _opt(None, "Frame height (default: the pipeline's).")
+    width: int | None = _opt(None, "Frame width (default: the pipeline's).")
+    num_frames: int | None = _opt(None, "Frames per video (default: the pipeline's).")
+    max_sequence_length: int | None = _opt(None, "Prompt tokens (default: the pipeline's).")
+    flow_shift: float | None = _opt(None, "Scheduler flow shift (default: the pipeline's).")
+    feature_model: str = _opt(
+        DEFAULT_FEATURE_MODEL,
+        "Frame features for similarity (and FID): hub id or local path of a transformers vision model.",
+    )
+    clip_model: str | None = _opt(None, "Also report CLIP similarity with this model (hub id or path).")
+    fid_features: str | None = _opt(None, "FID features: default the feature model; 'inception' needs [inception].")
+    early_boundary: float | None = _opt(
+        None, "Fix the early boundary (fraction, e.g. 0.4) instead of choosing it with Algorithm 1."
+    )
+    early_grid: float = _opt(
+        0.1, "Spacing of early switch candidates, as a fraction of the process (1/steps: every step)."
+    )
+    late_grid: float = _opt(0.1, "Spacing of late re-entry candidates, as a fraction of the process.")
+    alpha: float = _opt(DEFAULT_ALPHA, "Algorithm 1 slope threshold.")
+    floor: float = _opt(SIMILARITY_FLOOR, "Similarity the early boundary must keep (paper sec 4.2).")
+    method: str = _opt("full", "Calibration method.")
+    segments: int = _opt(8, "sweep/search: number of equal segments K (sweep evaluates all 2^K patterns).")
+    tolerance: float = _opt(
+        0.02,
+        "sweep/search: pick the cheapest schedule with FID within this relative margin of large-only's (without "
+        "--reference: DINO similarity >= 1 - tolerance).",
+    )
+    beam_width: int = _opt(4, "search: beam width.")
     name: str = "calibrated"
-    samples: int = 2
+    samples: int = _opt(2, "Prompts whose videos go into the report.")
     reference_max_frames: int | None = 4096
-    device: str | None = None
-    dtype: str = "auto"
+    device: str | None = _opt(None, "cuda, cpu... (default: cuda if available).")
+    dtype: str = _opt("auto", "Model dtype (auto: bfloat16 on CUDA, float32 on CPU).", choices=DTYPES)
     local_files_only: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -81,6 +105,8 @@ class CalibrationConfig:
             raise CalibrationError(f"--alpha must be in (0, 1) (Algorithm 1's threshold), got {self.alpha!r}.")
         if not 0 < self.floor <= 1:
             raise CalibrationError(f"--floor must be a similarity in (0, 1], got {self.floor!r}.")
+        from .methods import METHODS
+
         if self.method not in METHODS:
             raise CalibrationError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}.")
         if self.method in ("sweep", "search"):
@@ -123,7 +149,15 @@ class CalibrationConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CalibrationConfig:
         tuples = ("prompts", "seeds", "images", "notes")
-        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items()})
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items() if k in names})
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether this method decodes frames and loads the feature model."""
+        from .methods import METHODS
+
+        return METHODS[self.method].uses_features
 
     def identity(self) -> dict[str, Any]:
         """The arguments that change results; a resumed run must agree on every one."""

@@ -1,4 +1,4 @@
-"""Frame feature extractors for the calibrator's similarity and FID metrics (DESIGN decision 5).
+"""Frame feature extractors for the calibrator's similarity and FID metrics (docs/architecture.md, "Metrics").
 
 The paper measures the early-stage boundary with frame-wise DINO and CLIP embedding similarity
 (section 4.2, Appendix B.1, eq. 2) and the late-stage boundary with FID (section 4.3). Both need a
@@ -37,6 +37,8 @@ from torch import Tensor
 
 from flowblending.errors import FlowBlendingError
 
+from .config import DEFAULT_FEATURE_MODEL
+
 __all__ = [
     "DEFAULT_FEATURE_MODEL",
     "FEATURE_ALIASES",
@@ -50,9 +52,6 @@ __all__ = [
     "load_feature_extractor",
     "to_uint8",
 ]
-
-DEFAULT_FEATURE_MODEL = "facebook/dinov2-small"
-"""The paper's DINO similarity (section 4.2) with the smallest DINOv2; ``--feature-model`` overrides it."""
 
 FEATURE_ALIASES: Mapping[str, str] = {
     "dino": DEFAULT_FEATURE_MODEL,

@@ -1,216 +1,78 @@
-"""Finishing a calibration from its work directory: aggregate, choose, write the profile, report and summary.
+"""Finishing a calibration from its work directory: the profile, the report and the summary of a decision.
 
-Everything here reads only the work directory (``config.json``, ``pair.json``, per-unit results), so rank 0
+Everything here reads only the work directory (``run.json``, ``pair.json`` and what the method stored), so rank 0
 of a multi-process run, a single process and ``flowblending calibrate --merge DIR`` produce the same profile.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from flowblending.schedule import Segment
 
-from .aggregate import divergence_block, early_block, early_decision, large_only, late_block, lsl
-from .config import CalibrationConfig, CalibrationError
-from .protocol import Unit, naive_calls, shared_calls
+from .config import CalibrationConfig
+from .methods import get_method
+from .methods.base import Context, Decision
+from .record import CalibrationRecord
+from .sampling import units_of
+from .workdir import WorkDir
 
 Log = Callable[[str], None]
+
+__all__ = ["CalibrationOutcome", "finalize", "make_calibrated_profile", "merge", "summary_text"]
 
 
 @dataclass(frozen=True)
 class CalibrationOutcome:
-    """What a calibration produced."""
+    """What a calibration produced: the profile (and where it was written), the report, the record, a summary."""
 
     profile: Any
     profile_path: Path | None
     report_path: Path | None
-    calibration: dict
+    record: CalibrationRecord
     summary: str
 
-
-def units_of(config: CalibrationConfig) -> list[Unit]:
-    """The (prompt, seed) units in a fixed order (images opened lazily by the passes)."""
-    return [
-        Unit(i, p, s, config.images[i] if config.images else None)
-        for i, p in enumerate(config.prompts)
-        for s in config.seeds
-    ]
-
-
-def grid_steps(spacing: float, num_steps: int, *, include_zero: bool) -> list[int]:
-    """Candidate steps every ``spacing`` of the process (0.1 -> 0, 10%, 20%, ... of the steps), without N."""
-    from flowblending.schedule import first_step
-
-    count = max(1, round(1 / spacing))
-    steps = {first_step(i / count, num_steps) for i in range(0 if include_zero else 1, count)}
-    return sorted(s for s in steps if 0 <= s < num_steps and (include_zero or s > 0))
-
-
-def sum_calls(parts: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for part in parts:
-        for role, n in part.items():
-            total[role] = total.get(role, 0) + n
-    return total
-
-
-def read_pass1(work: Path, units: list[Unit]) -> dict[str, dict]:
-    """Every unit's pass-1 results; a missing one names the unit (a rank has not finished)."""
-    out = {}
-    for unit in units:
-        path = work / "units" / unit.key / "pass1.json"
-        if not path.exists():
-            raise CalibrationError(
-                f"pass 1 of prompt {unit.index + 1}, seed {unit.seed} is not in {work}; run the calibration (or "
-                "the launch) again to finish it."
-            )
-        out[unit.key] = json.loads(path.read_text(encoding="utf-8"))
-    return out
-
-
-def late_candidates(config: CalibrationConfig, n: int, e_step: int) -> list[int]:
-    """Re-entry steps of the late sweep: e (large-only), the interior grid points, and n (L-S-S)."""
-    return [e_step, *[r for r in grid_steps(config.late_grid, n, include_zero=False) if e_step < r < n], n]
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """The profile's calibration block as JSON data (``record.to_dict()``)."""
+        return self.record.to_dict()
 
 
 def finalize(
-    config: CalibrationConfig,
-    work: Path,
+    ctx: Context,
     *,
     output: str | os.PathLike | None = None,
     report_dir: str | os.PathLike | None = None,
-    fid_extractor: Any = None,
-    log: Log = print,
     started: float | None = None,
-    this_run: dict[str, int] | None = None,
+    this_run: Mapping[str, int] | None = None,
 ) -> CalibrationOutcome:
-    """Aggregate the work directory's results, choose the schedule, write profile and report."""
+    """Decide with the context's method, then write the profile and the report and log the summary."""
     started = time.perf_counter() if started is None else started
-    pair = json.loads((work / "pair.json").read_text(encoding="utf-8"))
-    units = units_of(config)
-    n = pair["num_steps"]
-    full = config.method == "full"
-    pass1 = read_pass1(work, units)
-    first = pass1[units[0].key]
-    calls_per_step = first["calls_per_step"]
-    early_steps = grid_steps(config.early_grid, n, include_zero=True) if full else []
-    calibration: dict[str, Any] = {
-        "method": config.method,
-        "num_steps": n,
-        "num_prompts": len(config.prompts),
-        "seeds": list(config.seeds),
-        "feature_model": config.feature_model,
-        "notes": list(config.notes),
-    }
-    div = divergence_block(pass1, units, n, first["sigmas"])
-    calibration["divergence"] = div
-    failed: list[str] = []
-    early, late = None, None
-    late_parts: list[dict[str, int]] = []
-    proxy_e, proxy_l = div["proxy_boundaries"]
-    if config.method in ("sweep", "search"):
-        pass  # the schedule comes from the sweep/search below
-    elif not full:
-        failed += [f"divergence: {p}" for p in div["premise"]]
-        schedule = lsl(proxy_e, proxy_l) if not div["premise"] else large_only()
-    else:
-        early = early_block(pass1, units, early_steps, n, config)
-        calibration["early"] = early
-        e_step, notes = early_decision(config, early, n)
-        calibration["notes"] += notes
-        if config.early_boundary is None:
-            failed += [f"early: {p}" for p in early["premise"]]
-        if e_step is None:
-            schedule = large_only()
-        elif not config.reference:
-            late_frac = max(proxy_l, e_step / n)
-            late = {
-                "source": "divergence",
-                "x": None,
-                "fid": None,
-                "premise": [],
-                "feature": None,
-                "chosen": {"index": None, "x": 100 * late_frac, "fid": None},
-                "reference_frames": 0,
-            }
-            schedule = lsl(e_step / n, late_frac)
-            calibration["notes"].append("no --reference: the late boundary comes from the divergence curve.")
-        else:
-            if fid_extractor is None:
-                fid_extractor = fid_extractor_for(config)
-            steps = late_candidates(config, n, e_step)
-            per_unit = []
-            for unit in units:
-                path = work / "units" / unit.key / f"pass2-e{e_step}.pt"
-                if not path.exists():
-                    raise CalibrationError(
-                        f"pass 2 of prompt {unit.index + 1}, seed {unit.seed} is not in {work}; run the "
-                        "calibration again to finish it."
-                    )
-                saved = torch.load(path)
-                per_unit.append(saved["features"])
-                late_parts.append(saved["calls"])
-            ref = torch.load(reference_cache(work, fid_extractor))
-            late = late_block(steps, n, per_unit, ref["state"], fid_extractor, ref["count"])
-            failed += [f"late: {p}" for p in late["premise"]]
-            schedule = lsl(e_step / n, late["chosen"]["x"] / 100)
-        calibration["late"] = late
-    search_calls: dict[str, int] | None = None
-    if config.method in ("sweep", "search"):
-        schedule, search_calls = _search_result(config, work, units, n, first, fid_extractor, calibration)
-    calibration["premise"] = {"holds": not failed, "failed": failed}
-    e_count = late["steps"][0] if late is not None and late.get("source") == "fid" else None
-    late_steps = grid_steps(config.late_grid, n, include_zero=False)
-    naive = {r: v * len(units) for r, v in naive_calls(n, calls_per_step, early_steps, e_count, late_steps).items()}
-    formula = {r: v * len(units) for r, v in shared_calls(n, calls_per_step, early_steps, e_count, late_steps).items()}
-    if search_calls is not None:
-        late_parts.append(search_calls)
-        if config.method == "sweep":  # from scratch: every schedule, plus the divergence pass on its own
-            scratch = calibration["sweep"]["cost"]["from_scratch_calls"]
-            naive = {r: scratch.get(r, 0) + n * calls_per_step * len(units) for r in ("large", "small")}
-    calibration["calls"] = {
-        "computed": sum_calls([pass1[u.key]["calls"] for u in units] + late_parts),
-        "naive": naive,
-        "formula": formula,
-        "calls_per_step": calls_per_step,
-    }
-    profile = make_calibrated_profile(config, pair, schedule, first, calibration)
+    decision = get_method(ctx.config.method).decide(ctx)
+    ctx.checkpoint("finalize")
+    pair = ctx.work.read_json(ctx.work.pair)
+    first = ctx.work.read_json(ctx.work.trajectory(ctx.units[0]))
+    profile = make_calibrated_profile(ctx.config, pair, decision.schedule, first, decision.record)
     profile_path = None
     if output is not None:
         from flowblending.profile import save_profile
 
         profile_path = save_profile(profile, output)
+    ctx.checkpoint("report")
     report_path = None
     if report_dir is not None:
         from .report import write_report
 
-        samples = report_samples(work, units, config, schedule, n)
-        report_path = write_report(calibration, report_dir, profile=profile.to_dict(), samples=samples)
-    summary = summary_text(profile, calibration, profile_path, report_path, time.perf_counter() - started, this_run)
-    log(summary)
-    return CalibrationOutcome(profile, profile_path, report_path, calibration, summary)
-
-
-def fid_extractor_for(config: CalibrationConfig, device: str | None = None) -> Any:
-    """The FID feature extractor of a configuration (the similarity feature model unless --fid-features)."""
-    from .features import load_feature_extractor
-
-    spec = config.fid_features or config.feature_model
-    return load_feature_extractor(spec, device=device, local_files_only=config.local_files_only)
-
-
-def reference_cache(work: Path, fid_extractor: Any) -> Path:
-    name = str(getattr(fid_extractor, "name", "features")).replace("/", "_").replace(os.sep, "_")
-    return work / f"reference-{name[-80:]}.pt"
+        report_path = write_report(decision.record, report_dir, profile=profile.to_dict(), samples=decision.samples)
+    seconds = time.perf_counter() - started
+    summary = summary_text(profile, decision, profile_path, report_path, seconds, this_run)
+    ctx.log(summary)
+    return CalibrationOutcome(profile, profile_path, report_path, decision.record, summary)
 
 
 def merge(
@@ -221,18 +83,20 @@ def merge(
     log: Log = print,
 ) -> CalibrationOutcome:
     """Rebuild the profile (and report) from a work directory's finished results; loads no diffusion model."""
-    work = Path(work_dir)
-    run = work / "run.json"
-    if not run.exists():
-        raise CalibrationError(
-            f"{work} is not a calibration work directory (no run.json); give the --work-dir of a calibration."
-        )
-    config = CalibrationConfig.from_json(json.loads(run.read_text(encoding="utf-8")))
-    return finalize(config, work, output=output, report_dir=report_dir, log=log)
+    work = WorkDir(work_dir)
+    work.check_readable()
+    config = CalibrationConfig.from_json(work.read_json(work.run))
+    pair = work.read_json(work.pair)
+    ctx = Context(config, work, pair["num_steps"], units_of(config.prompts, config.seeds, config.images), log=log)
+    return finalize(ctx, output=output, report_dir=report_dir)
 
 
 def make_calibrated_profile(
-    config: CalibrationConfig, pair: dict[str, Any], schedule: tuple[Segment, ...], first: dict, calibration: dict
+    config: CalibrationConfig,
+    pair: dict[str, Any],
+    schedule: tuple[Segment, ...],
+    first: dict,
+    record: CalibrationRecord,
 ) -> Any:
     """The profile of a calibration: setting and models from ``pair.json``, boundaries at the recorded sigmas."""
     from flowblending.compose import make_profile
@@ -272,7 +136,7 @@ def make_calibrated_profile(
         flops_per_step=first["flops_per_step"],
         cost_source="measured: torch.utils.flop_counter on the meta device, one denoising step (all CFG calls) "
         "at the calibration setting",
-        calibration=calibration,
+        calibration=record.to_dict(),
         provenance={
             "source": "flowblending calibrate",
             "prompt_set_sha256": config.prompt_set_sha256,
@@ -284,133 +148,56 @@ def make_calibrated_profile(
     )
 
 
-def report_samples(
-    work: Path, units: list[Unit], config: CalibrationConfig, schedule: tuple[Segment, ...], n: int
-) -> dict[str, dict[str, np.ndarray]]:
-    """Frames of large-only, the chosen schedule, L-S-S and small-only for the first units (report GIFs)."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    early = round(schedule[1].start * n) if len(schedule) > 1 else None
-    late = round(schedule[2].start * n) if len(schedule) > 2 else n
-    for unit in units[: config.samples]:
-        udir = work / "units" / unit.key
-        p1 = udir / "samples-pass1.npz"
-        if not p1.exists():
-            continue
-        videos: dict[str, np.ndarray] = {}
-        with np.load(p1) as d1:
-            videos["large-only"] = d1["large"].astype(np.float32) / 255
-            small_only = d1["small"].astype(np.float32) / 255 if "small" in d1 else None
-        p2 = udir / f"samples-e{early}.npz"
-        if early is not None and p2.exists():
-            with np.load(p2) as d2:
-                if f"r{late}" in d2 and late < n:
-                    videos["chosen L-S-L"] = d2[f"r{late}"].astype(np.float32) / 255
-                if f"r{n}" in d2:
-                    videos["L-S-S"] = d2[f"r{n}"].astype(np.float32) / 255
-        if small_only is not None:
-            videos["small-only"] = small_only
-        out[f"{unit.prompt} (seed {unit.seed})"] = videos
-    return out
-
-
 def summary_text(
     profile: Any,
-    calibration: dict,
+    decision: Decision,
     profile_path: Path | None,
     report_path: Path | None,
     seconds: float,
-    this_run: dict[str, int] | None = None,
+    this_run: Mapping[str, int] | None = None,
 ) -> str:
+    """The lines a calibration prints at the end: schedule, boundaries, cost, calls, premise, files."""
     from flowblending.schedule import pattern_of
 
+    record = decision.record
     lines = ["", "calibration summary"]
     segs = ", ".join(f"{s.model} [{s.start:g}, {s.end:g})" for s in profile.schedule)
     lines.append(f"  schedule {pattern_of(profile.schedule)}: {segs}")
-    early, late = calibration.get("early"), calibration.get("late")
-    if early:
-        c = early["chosen"]
+    if record.early is not None:
+        c = record.early.chosen
         lines.append(
-            f"  early boundary (Algorithm 1, alpha {early['alpha']}): small model from {c['x']:.1f}% "
-            f"(DINO similarity {c['y']:.4f})"
+            f"  early boundary (Algorithm 1, alpha {record.early.alpha}): small model from {c.x:.1f}% "
+            f"(DINO similarity {c.y:.4f})"
         )
-    if late:
-        c = late["chosen"]
-        src = "FID minimum" if late["source"] == "fid" else "divergence curve"
-        fid = f" (FID {c['fid']:.4f})" if c.get("fid") is not None else ""
-        lines.append(f"  late boundary ({src}): large model again from {c['x']:.1f}%{fid}")
-    pe, pl = calibration["divergence"]["proxy_boundaries"]
+    if record.late is not None:
+        late = record.late
+        src = f"{late.metric.upper()} minimum" if late.source != "divergence" else "divergence curve"
+        value = f" ({late.metric.upper()} {late.chosen.value:.4f})" if late.chosen.value is not None else ""
+        lines.append(f"  late boundary ({src}): large model again from {late.chosen.x:.1f}%{value}")
+    pe, pl = record.divergence.proxy_boundaries
     lines.append(f"  divergence proxy boundaries: {100 * pe:.1f}% / {100 * pl:.1f}%")
     cost = profile.cost
     lines.append(f"  predicted speed-up {cost.predicted_speedup:.2f}x ({cost.flops_ratio:.1%} of large-only FLOPs)")
-    calls = calibration["calls"]
+    calls = record.calls
     for role in ("large", "small"):
-        done, naive = calls["computed"].get(role, 0), calls["naive"].get(role, 0)
+        done, naive = calls.computed.get(role, 0), calls.naive.get(role, 0)
         ratio = f"{naive / done:.2f}x fewer" if done else "none computed"
-        lines.append(f"  {role} transformer calls: {done} computed vs {naive} naive sweep ({ratio})")
-    if this_run is not None and this_run != calls["computed"]:
+        lines.append(f"  {role} transformer calls: {done} computed vs {naive} naive ({ratio})")
+    if this_run is not None and dict(this_run) != dict(calls.computed):
         resumed = ", ".join(f"{r} {n}" for r, n in sorted(this_run.items())) or "none"
         lines.append(f"  computed in this run (the rest was resumed from the work dir): {resumed}")
-    premise = calibration["premise"]
-    if calibration.get("method") in ("sweep", "search"):
+    premise = record.premise
+    if not premise.tested:
         lines.append("  premise: not tested by this method (the schedule is the cheapest within tolerance)")
-        lines += [f"  note: {note}" for note in calibration.get("notes", []) if "starts with the small" in note]
-    elif premise["holds"]:
+        lines += [f"  note: {note}" for note in record.notes if "starts with the small" in note]
+    elif premise.holds:
         lines.append("  premise: holds (early knee above the similarity floor, interior late minimum)")
     else:
         lines.append("  premise: DOES NOT HOLD for this pair:")
-        lines += [f"    - {f}" for f in premise["failed"]]
+        lines += [f"    - {f}" for f in premise.failed]
     if profile_path:
         lines.append(f"  profile: {profile_path}")
     if report_path:
         lines.append(f"  report:  {report_path}")
     lines.append(f"  wall time {seconds:.1f} s")
     return "\n".join(lines)
-
-
-def _search_result(
-    config: CalibrationConfig, work: Path, units: list[Unit], n: int, first: dict, fid_extractor: Any, calibration: dict
-) -> tuple[tuple[Segment, ...], dict[str, int]]:
-    """The sweep/search block of the calibration, the chosen schedule, and the transformer calls it computed."""
-    from flowblending.schedule import segments_from_pattern
-
-    from .search import sweep_block
-
-    k = config.segments
-    ref = None
-    if config.reference:
-        if fid_extractor is None:
-            fid_extractor = fid_extractor_for(config)
-        ref = torch.load(reference_cache(work, fid_extractor))
-    if config.method == "sweep":
-        per_unit = []
-        for unit in units:
-            path = work / "units" / unit.key / f"sweep-K{k}.pt"
-            if not path.exists():
-                raise CalibrationError(
-                    f"the sweep of prompt {unit.index + 1}, seed {unit.seed} is not in {work}; "
-                    "run the calibration again to finish it."
-                )
-            per_unit.append(torch.load(path))
-        block = sweep_block(
-            per_unit,
-            n,
-            first["flops_per_step"],
-            config.tolerance,
-            ref["state"] if ref else None,
-            fid_extractor if ref else None,
-            ref["count"] if ref else 0,
-        )
-        pattern = block["chosen"]["pattern"]
-    else:
-        path = work / f"search-K{k}-B{config.beam_width}.json"
-        if not path.exists():
-            raise CalibrationError(f"the beam search result is not in {work}; run the calibration again.")
-        block = json.loads(path.read_text(encoding="utf-8"))
-        pattern = block["chosen"]["pattern"]
-    calibration[config.method] = block
-    if pattern.startswith("S"):
-        calibration["notes"].append(
-            f"the chosen schedule {pattern} starts with the small model: the paper's stage structure (large model "
-            "first) does not hold for this pair at this tolerance."
-        )
-    return segments_from_pattern(pattern), dict(block["cost"]["calls"])

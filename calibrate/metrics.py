@@ -1,4 +1,4 @@
-"""Video metrics of the calibrator: frame similarity, PSNR/SSIM and FID (DESIGN decision 5).
+"""Video metrics of the calibrator: frame similarity, PSNR/SSIM and FID (docs/architecture.md, "Metrics").
 
 Video convention: a batch of videos is a tensor ``(B, F, C, H, W)`` (C = 3) with float values in
 [0, 1]: what a diffusers video pipeline returns with ``output_type="pt"``
@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,11 +39,15 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "FeatureFID",
+    "feature_similarity",
+    "fid_against_reference",
+    "fid_state",
     "frame_similarity",
     "frames_of",
     "iter_reference_frames",
     "load_reference_frames",
     "psnr_ssim",
+    "video_uint8",
 ]
 
 _INSTALL_CALIBRATE = 'pip install "flowblending[calibrate]"'
@@ -116,6 +121,50 @@ def _video_pair(video_a: Tensor, video_b: Tensor) -> tuple[Tensor, Tensor, int, 
     return a, b, shape_a[0], shape_a[1]
 
 
+def feature_similarity(features_a: Tensor, features_b: Tensor) -> float:
+    """Mean over frames of the cosine similarity of corresponding frame features (eq. 2), in float64."""
+    if features_a.shape != features_b.shape or features_a.ndim != 2:
+        raise ValueError(
+            f"`features_a` and `features_b` must both be (frames, dim) of the same shape, got "
+            f"{tuple(features_a.shape)} and {tuple(features_b.shape)}; extract both with the same feature model."
+        )
+    return float(F.cosine_similarity(features_a.double(), features_b.double(), dim=1, eps=1e-12).mean())
+
+
+def video_uint8(video: Tensor) -> np.ndarray:
+    """(F, H, W, 3) uint8 array of one float video (1, F, 3, H, W) or (F, 3, H, W) in [0, 1] (for files)."""
+    from .features import to_uint8
+
+    frames = video[0] if video.ndim == 5 else video
+    return to_uint8(frames).permute(0, 2, 3, 1).numpy()
+
+
+def fid_state(features: Tensor, dim: int, name: str) -> dict[str, Any]:
+    """FeatureFID statistics of generated ("fake") frame features (the sums torchmetrics accumulates)."""
+    f = features.to(torch.float64).cpu()
+    return {
+        "real_features_sum": torch.zeros(dim, dtype=torch.float64),
+        "real_features_cov_sum": torch.zeros(dim, dim, dtype=torch.float64),
+        "real_features_num_samples": torch.tensor(0),
+        "fake_features_sum": f.sum(dim=0),
+        "fake_features_cov_sum": f.t().mm(f),
+        "fake_features_num_samples": torch.tensor(f.shape[0]),
+        "feature_name": name,
+        "num_features": dim,
+    }
+
+
+def fid_against_reference(
+    extractor: FrameFeatures, reference_state: Mapping[str, Any], features: Sequence[Tensor]
+) -> float:
+    """FID (sec 4.3) of the union of generated frame ``features`` (one tensor per unit) against the reference."""
+    metric = FeatureFID(extractor)
+    metric.merge(reference_state)
+    for part in features:
+        metric.merge(fid_state(part, metric.dim, metric.name))
+    return float(metric.compute())
+
+
 def frame_similarity(features: FrameFeatures, video_a: Tensor, video_b: Tensor) -> Tensor:
     """Per-video mean over frames of the cosine similarity of corresponding frame embeddings (eq. 2, sec 4.2).
 
@@ -123,10 +172,9 @@ def frame_similarity(features: FrameFeatures, video_a: Tensor, video_b: Tensor) 
     prompts and seeds for the early-boundary curve (Appendix B.1).
     """
     a, b, n_videos, n_frames = _video_pair(video_a, video_b)
-    fa = features(a).double()
-    fb = features(b).double()
-    cos = F.cosine_similarity(fa, fb, dim=1, eps=1e-12)
-    return cos.reshape(n_videos, n_frames).mean(dim=1)
+    fa = features(a).double().reshape(n_videos, n_frames, -1)
+    fb = features(b).double().reshape(n_videos, n_frames, -1)
+    return torch.tensor([feature_similarity(x, y) for x, y in zip(fa, fb, strict=True)], dtype=torch.float64)
 
 
 def psnr_ssim(video_a: Tensor, video_b: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,10 +1,12 @@
-"""Record and replay transformer outputs so that no calibration branch recomputes a step it already has.
+"""Record and replay transformer outputs so that no calibration branch recomputes a call it already has.
 
-DESIGN decision 3: the large-only run records every transformer output; a branch that switches to the small
-model at step k replays the recorded outputs for steps < k (bit-identical) and computes only the rest. Each
-recorded call carries a fingerprint of its inputs; a replay whose inputs differ from the recording's is an
-error, never silent. DESIGN decision 4: while the large model runs, the small model can be evaluated on the
-same inputs ("shadow"), giving the velocity divergence of paper sec 5.1 / Appendix C in the same pass.
+The large-only run records every transformer output; a branch that switches to the small model at step k
+replays the recorded outputs for steps < k (bit-identical) and computes only the rest. Each recorded call
+carries a fingerprint of its inputs; a replay whose inputs differ from the recording's is an error, never
+silent. While the large model runs, the small model can be evaluated on the same inputs ("shadow"), giving
+the velocity divergence of paper sec 5.1 / Appendix C in the same pass; the shadow's outputs can be kept
+and *reused* by a later branch whose inputs have the same fingerprint (the first small step after a large
+prefix), so that call is not computed twice. See docs/architecture.md, "Record and replay".
 """
 
 from __future__ import annotations
@@ -76,9 +78,6 @@ class Recording:
     def steps(self) -> list[int]:
         return sorted({s for s, _ in self.outputs})
 
-    def calls_in(self, step: int) -> int:
-        return sum(1 for s, _ in self.outputs if s == step)
-
     def restrict(self, steps: Sequence[int] | range) -> Recording:
         """The recorded calls of the given steps only."""
         keep = set(steps)
@@ -87,19 +86,15 @@ class Recording:
             {k: v for k, v in self.fingerprints.items() if k[0] in keep},
         )
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.outputs.values())
-
     def save(self, path: str | Path) -> None:
         """Write as safetensors (tensors ``"<step>.<call>"``, fingerprints in the metadata), atomically."""
         from safetensors.torch import save_file
 
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
+        from flowblending.atomic import atomic_write
+
         tensors = {f"{s}.{c}": t.contiguous().cpu() for (s, c), t in self.outputs.items()}
         meta = {"fingerprints": json.dumps({f"{s}.{c}": d for (s, c), d in self.fingerprints.items()})}
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(target)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Recording:
@@ -153,6 +148,9 @@ class ReplayTransformer(RoutingTransformer):
         record: keep every call's output (computed or replayed) in :attr:`recording`.
         shadow: a role evaluated on the same inputs whenever ``shadow_of`` computes, for divergence.
         shadow_of: the main-stream role (default: base role).
+        keep_shadow: steps whose shadow outputs are kept in :attr:`shadow_outputs` (fingerprint -> output).
+        reuse: role -> {fingerprint: output} computed earlier on the same inputs (e.g. a shadow's
+            :attr:`shadow_outputs`); a call of that role with a known fingerprint is reused, not computed.
         capture_first_step: keep meta-device copies of step 0's call inputs (shapes for FLOP counting).
     """
 
@@ -165,6 +163,8 @@ class ReplayTransformer(RoutingTransformer):
         record: bool = False,
         shadow: str | None = None,
         shadow_of: str | None = None,
+        keep_shadow: Sequence[int] | range = (),
+        reuse: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
         capture_first_step: bool = False,
     ):
         roles = [s for s in sources if isinstance(s, str)]
@@ -178,7 +178,11 @@ class ReplayTransformer(RoutingTransformer):
         self.shadow = shadow
         self.shadow_of = shadow_of or base_role
         self.divergence = DivergenceLog()
+        self.keep_shadow = frozenset(keep_shadow)
+        self.shadow_outputs: dict[str, torch.Tensor] = {}
+        self.reuse = {role: dict(outputs) for role, outputs in (reuse or {}).items() if outputs}
         self.replayed = 0
+        self.reused = 0
         self.capture_first_step = capture_first_step
         self.first_step_inputs: list[tuple[tuple, dict]] = []
         self._step_calls: dict[int, int] = {}
@@ -201,8 +205,14 @@ class ReplayTransformer(RoutingTransformer):
             from flowblending.cost import to_meta
 
             self.first_step_inputs.append((to_meta(args), to_meta(kwargs)))
-        digest = fingerprint(args, kwargs) if (self.record or isinstance(source, Recording)) else ""
-        if isinstance(source, Recording):
+        computes = isinstance(source, str)
+        needs_digest = self.record or not computes or source in self.reuse
+        needs_digest = needs_digest or (source == self.shadow_of and step in self.keep_shadow)
+        digest = fingerprint(args, kwargs) if needs_digest else ""
+        if computes and digest in self.reuse.get(source, {}):
+            sample = self.reuse[source][digest]
+            self.reused += 1
+        elif isinstance(source, Recording):
             if (step, call) not in source.outputs:
                 raise ReplayMismatchError(
                     f"step {step} call {call} was not recorded; the recording holds steps {source.steps()[:3]}..."
@@ -223,7 +233,7 @@ class ReplayTransformer(RoutingTransformer):
                 raise NonFiniteVelocityError(f"the {source!r} model produced NaN/Inf at step {step} (call {call}).")
             self.counters.record(step, source)
             if self.shadow is not None and source == self.shadow_of:
-                self._measure(step, call, cargs, ckwargs, sample)
+                self._measure(step, call, args, kwargs, sample, digest)
             sample = sample.to(self._dtypes[self.base_role])
         if self.record:
             self.recording.add(step, call, sample, digest)
@@ -233,13 +243,15 @@ class ReplayTransformer(RoutingTransformer):
 
         return Transformer2DModelOutput(sample=sample)
 
-    def _measure(self, step: int, call: int, args: tuple, kwargs: dict, main: torch.Tensor) -> None:
+    def _measure(self, step: int, call: int, args: tuple, kwargs: dict, main: torch.Tensor, digest: str) -> None:
         shadow_model = self.roles[self.shadow]
         sargs, skwargs = cast_inputs(args, kwargs, self._dtypes[self.shadow])
         other = shadow_model(*sargs, **{**skwargs, "return_dict": False})[0]
         self.counters.record(step, self.shadow)
         if not torch.isfinite(other).all():
             raise NonFiniteVelocityError(f"the {self.shadow!r} model produced NaN/Inf at step {step} (call {call}).")
+        if step in self.keep_shadow:  # what the shadow role would return here in a run of its own
+            self.shadow_outputs[digest] = other.detach().to(self._dtypes[self.base_role])
         cos, l2 = per_sample_distances(main, other)
         name = self._call_name
         if name == "cond_uncond" and len(cos) % 2 == 0:  # LTX: one batched call [uncond, cond]

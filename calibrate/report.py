@@ -1,9 +1,10 @@
-"""The calibration report (issue 3, part 6): PNG plots of the three curves, side-by-side sample GIFs, report.md.
+"""The calibration report: PNG plots of the three curves, a contact sheet and side-by-side GIFs, and report.md.
 
 Plots follow the paper: the DINO-similarity curve of the early sweep with the chosen point (sec 4.2, Fig. 4,
-App. B Fig. A2), the FID V-curve of the late sweep (sec 4.3, Fig. 5) and the velocity-divergence U-curve with
-every boundary marked (sec 5.1, Fig. 6). ``report.md`` embeds them with relative links and tabulates the numbers;
-when the premise check failed it says so first ("the premise is checked, not assumed").
+App. B Fig. A2), the late re-entry V-curve of the distribution metric (FID or KID, sec 4.3, Fig. 5) and the
+velocity-divergence U-curve with every boundary marked (sec 5.1, Fig. 6). ``report.md`` embeds them with relative
+links and tabulates the numbers; when the premise check failed it says so first ("the premise is checked, not
+assumed"). Everything is read from a typed ``CalibrationRecord``.
 
 matplotlib is an optional dependency (extra ``[calibrate]``) and is imported only when a report is written.
 """
@@ -19,13 +20,28 @@ from typing import Any
 
 import numpy as np
 
+from flowblending.atomic import atomic_write, atomic_write_text
+
+from .record import CalibrationRecord, EarlyRecord, LateRecord, Stat, SweepRecord
+
+__all__ = ["contact_sheet", "side_by_side", "write_contact_sheet", "write_report"]
+
 INSTALL_HINT = 'pip install "flowblending[calibrate]"'
 
 # Samples are upscaled (nearest neighbour, integer factor) to at least this height so tiny videos are visible.
 MIN_SAMPLE_HEIGHT = 128
 SAMPLE_GAP = 2  # pixels between side-by-side videos (not scaled)
 
+# Contact sheet layout, in pixels of the sheet (not scaled with the frames).
+CONTACT_MIN_CELL = 96  # frames are enlarged until the tallest is at least this tall
+CONTACT_LABEL_WIDTH = 120  # the column at the left that holds each row's schedule label
+CONTACT_TITLE_HEIGHT = 20  # the line above each prompt's rows that holds the prompt
+CONTACT_BLOCK_GAP = 8  # white space between one prompt's rows and the next prompt's title
+CONTACT_SHEET = "contact-sheet.png"
+
 _COLORS = {"mean": "C0", "cond": "C1", "uncond": "C2", "proxy": "0.35", "early": "C3", "late": "C4", "emit": "k"}
+_EARLY_METRICS = ("dino", "clip", "psnr", "ssim")  # table and plot order of the early curve's metrics
+_EARLY_NAMES = {"dino": "DINO similarity", "clip": "CLIP similarity", "psnr": "PSNR (dB)", "ssim": "SSIM"}
 
 
 # -- formatting ------------------------------------------------------------------------------------------------
@@ -37,7 +53,7 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
         return "n/a"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, int | float | np.integer | np.floating):
         v = float(value)
         if math.isnan(v):
             return "n/a"
@@ -49,9 +65,9 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
     return str(value)
 
 
-def _pct(fraction: Any) -> str:
+def _pct(fraction: float | None) -> str:
     """A fraction of the denoising process in percent (``n/a`` when missing)."""
-    if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
+    if fraction is None or math.isnan(fraction):
         return "n/a"
     return f"{100 * float(fraction):.1f}%"
 
@@ -62,7 +78,7 @@ def _value(value: Any) -> str:
         return "n/a"
     if isinstance(value, float):
         return _fmt(value, "g")
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, list | tuple):
         return ", ".join(_value(v) for v in value) if value else "(none)"
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, default=str)
@@ -74,13 +90,17 @@ def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
+def _bullets(items: Sequence[str]) -> list[str]:
+    return [f"- {_cell(str(item))}" for item in items]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
 
-def _arr(values: Sequence[Any] | None, n: int | None = None) -> np.ndarray:
+def _arr(values: Sequence[float | None] | None, n: int | None = None) -> np.ndarray:
     """A float array with None as NaN (optionally padded/cut to ``n``)."""
     vals = [np.nan if v is None else float(v) for v in (values or [])]
     if n is not None:
@@ -90,16 +110,6 @@ def _arr(values: Sequence[Any] | None, n: int | None = None) -> np.ndarray:
 
 def _at(values: Sequence[Any] | None, i: int) -> Any:
     return values[i] if values is not None and i < len(values) else None
-
-
-def _stat(block: Mapping | None, key: str) -> tuple[list, list] | None:
-    """(mean, std) lists of ``block[key]`` or None when that metric is absent."""
-    s = (block or {}).get(key)
-    if not isinstance(s, Mapping) or s.get("mean") is None:
-        return None
-    mean = list(s["mean"])
-    std = list(s.get("std") or [None] * len(mean))
-    return mean, std
 
 
 def _segments(schedule: Sequence[Mapping] | None) -> str:
@@ -113,11 +123,35 @@ def _pattern(schedule: Sequence[Mapping] | None) -> str:
     return "".join(letters.get(str(s["model"]), f"[{s['model']}]") for s in schedule or [])
 
 
+# -- what the record holds ---------------------------------------------------------------------------------------
+
+
+def _metric(late: LateRecord) -> str:
+    """The late curve's distribution metric as it is labelled in plots and tables: ``FID``, ``KID``."""
+    return late.metric.upper()
+
+
+def _measured(late: LateRecord | None) -> bool:
+    """Whether the late boundary comes from a measured metric curve (not from the divergence proxy)."""
+    return late is not None and late.source != "divergence" and bool(late.x) and bool(late.values)
+
+
+def _early_metrics(early: EarlyRecord) -> list[tuple[str, Stat]]:
+    """(name, curve) of every early-curve metric that was measured, DINO first."""
+    names = [k for k in _EARLY_METRICS if k in early.metrics] + [k for k in early.metrics if k not in _EARLY_METRICS]
+    return [(k, stat) for k in names if (stat := early.metrics[k]) is not None]
+
+
+def _generated(late: LateRecord) -> str:
+    """The phrase naming how many generated frames the metric used, or nothing when the record does not say."""
+    return f" over {late.generated_frames} generated frames" if late.generated_frames else ""
+
+
 # -- plots -----------------------------------------------------------------------------------------------------
 
 
 def _matplotlib() -> Any:
-    """matplotlib with the non-interactive Agg backend, or ImportError with the install hint."""
+    """matplotlib's Figure with the non-interactive Agg backend, or ImportError with the install hint."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -128,34 +162,29 @@ def _matplotlib() -> Any:
     return Figure
 
 
-def _band(ax: Any, x: np.ndarray, mean: Sequence, std: Sequence, color: str, label: str, lw: float = 1.8) -> None:
+def _band(ax: Any, x: np.ndarray, stat: Stat, color: str, label: str, lw: float = 1.8) -> None:
     """Mean line with a shaded mean ± std band."""
-    m, s = _arr(mean, len(x)), _arr(std, len(x))
+    m, s = _arr(stat.mean, len(x)), _arr(stat.std, len(x))
     ax.plot(x, m, color=color, lw=lw, marker="o", ms=3, label=label)
     ok = np.isfinite(m) & np.isfinite(s)
     if ok.any():
         ax.fill_between(x, m - s, m + s, where=ok, color=color, alpha=0.2, lw=0, label=f"{label} ± std")
 
 
-def _boundary_lines(calibration: Mapping, profile: Mapping | None) -> list[tuple[float, str, str, str]]:
+def _boundary_lines(record: CalibrationRecord, profile: Mapping) -> list[tuple[float, str, str, str]]:
     """(percent, label, color, linestyle) of every boundary to mark on the divergence plot."""
     lines: list[tuple[float, str, str, str]] = []
-    div = calibration.get("divergence") or {}
-    proxy = div.get("proxy_boundaries") or []
-    for name, f in zip(("early", "late"), proxy[:2], strict=False):
-        if f is not None:
-            lines.append((100 * float(f), f"divergence proxy {name} ({_pct(f)})", _COLORS["proxy"], ":"))
-    early = calibration.get("early") or {}
-    ce = (early.get("chosen") or {}).get("x")
-    if ce is not None:
-        lines.append((float(ce), f"early, DINO / Alg. 1 ({float(ce):.1f}%)", _COLORS["early"], "--"))
-    late = calibration.get("late") or {}
-    cl = (late.get("chosen") or {}).get("x")
-    if cl is not None:
-        src = "FID min" if late.get("source") == "fid" else "divergence"
-        lines.append((float(cl), f"late, {src} ({float(cl):.1f}%)", _COLORS["late"], "--"))
+    for name, f in zip(("early", "late"), record.divergence.proxy_boundaries, strict=True):
+        lines.append((100 * f, f"divergence proxy {name} ({_pct(f)})", _COLORS["proxy"], ":"))
+    if record.early is not None:
+        x = record.early.chosen.x
+        lines.append((x, f"early, DINO / Alg. 1 ({x:.1f}%)", _COLORS["early"], "--"))
+    if record.late is not None:
+        x = record.late.chosen.x
+        src = f"{_metric(record.late)} min" if _measured(record.late) else "divergence"
+        lines.append((x, f"late, {src} ({x:.1f}%)", _COLORS["late"], "--"))
     drawn = [x for x, *_ in lines]
-    for b in (profile or {}).get("boundaries") or []:
+    for b in profile.get("boundaries") or []:  # emitted boundaries the curves above do not already mark
         x = 100 * float(b["fraction"])
         if not any(abs(x - d) < 1e-6 for d in drawn):
             lines.append((x, f"emitted {b.get('from', '?')}→{b.get('to', '?')} ({x:.1f}%)", _COLORS["emit"], "-"))
@@ -163,25 +192,21 @@ def _boundary_lines(calibration: Mapping, profile: Mapping | None) -> list[tuple
     return lines
 
 
-def _plot_divergence(figure_cls: Any, calibration: Mapping, profile: Mapping | None, path: Path) -> Path:
+def _plot_divergence(figure_cls: Any, record: CalibrationRecord, profile: Mapping, path: Path) -> Path:
     """Velocity divergence between large and small along the large trajectory (sec 5.1, Fig. 6)."""
-    div = calibration["divergence"]
-    n = int(calibration.get("num_steps") or len(div.get("fraction") or []))
-    x = 100 * _arr(div.get("fraction") or [i / max(n, 1) for i in range(n)])
+    div = record.divergence
+    x = 100 * _arr(div.fraction)
     fig = figure_cls(figsize=(11, 4.2), layout="constrained")
     axes = fig.subplots(1, 2, sharex=True)
     titles = {"cosine": "cosine distance 1 − cos(v_L, v_S)", "l2": "L2 distance ‖v_L − v_S‖"}
-    per_call = div.get("per_call") or {}
-    bounds = _boundary_lines(calibration, profile)
+    bounds = _boundary_lines(record, profile)
     for ax, metric in zip(axes, ("cosine", "l2"), strict=True):
-        stat = _stat(div, metric)
-        if stat is not None:
-            _band(ax, x, *stat, color=_COLORS["mean"], label="all calls")
-        for i, (label, block) in enumerate(per_call.items()):
-            s = _stat(block, metric)
-            if s is not None:
+        _band(ax, x, getattr(div, metric), color=_COLORS["mean"], label="all calls")
+        for i, (label, curves) in enumerate(div.per_call.items()):
+            stat = curves.get(metric)  # a call label may carry only some of the metrics
+            if stat is not None:
                 color = _COLORS.get(str(label), f"C{5 + i}")
-                ax.plot(x, _arr(s[0], len(x)), color=color, lw=0.8, alpha=0.9, label=f"{label} mean")
+                ax.plot(x, _arr(stat.mean, len(x)), color=color, lw=0.8, alpha=0.9, label=f"{label} mean")
         for pos, label, color, style in bounds:
             ax.axvline(pos, color=color, ls=style, lw=1.2, label=label)
         ax.set_title(titles[metric])
@@ -196,11 +221,11 @@ def _plot_divergence(figure_cls: Any, calibration: Mapping, profile: Mapping | N
     return path
 
 
-def _plot_early(figure_cls: Any, early: Mapping, path: Path) -> Path:
+def _plot_early(figure_cls: Any, early: EarlyRecord, path: Path) -> Path:
     """DINO similarity to large-only vs small-model introduction point (sec 4.2, Fig. 4; App. B Fig. A2)."""
-    x = _arr(early["x"])
-    extra = [(k, _stat(early, k)) for k in ("clip", "psnr", "ssim")]
-    extra = [(k, s) for k, s in extra if s is not None]
+    x = _arr(early.x)
+    measured = _early_metrics(early)
+    extra = [(k, s) for k, s in measured if k != "dino"]  # small panels beside the DINO curve
     fig = figure_cls(figsize=(10 if extra else 6.5, 4.5), layout="constrained")
     if extra:
         grid = fig.add_gridspec(len(extra), 2, width_ratios=[2.2, 1])
@@ -208,65 +233,64 @@ def _plot_early(figure_cls: Any, early: Mapping, path: Path) -> Path:
         small_axes = [fig.add_subplot(grid[i, 1]) for i in range(len(extra))]
     else:
         ax, small_axes = fig.add_subplot(1, 1, 1), []
-    dino = _stat(early, "dino")
+    dino = early.metrics.get("dino")
     if dino is not None:
-        _band(ax, x, *dino, color=_COLORS["mean"], label="DINO similarity")
-    floor = early.get("floor")
-    if floor is not None:
-        ax.axhline(float(floor), color="0.4", ls="--", lw=1, label=f"similarity floor {float(floor):g}")
-    chosen = early.get("chosen") or {}
-    if chosen.get("x") is not None and chosen.get("y") is not None:
-        ax.plot(
-            [chosen["x"]], [chosen["y"]], marker="*", ms=16, color=_COLORS["early"], ls="none",
-            label=f"chosen {float(chosen['x']):.1f}% (alpha {early.get('alpha', 'n/a')})",
-        )  # fmt: skip
+        _band(ax, x, dino, color=_COLORS["mean"], label="DINO similarity")
+    ax.axhline(early.floor, color="0.4", ls="--", lw=1, label=f"similarity floor {early.floor:g}")
+    c = early.chosen
+    ax.plot(
+        [c.x], [c.y], marker="*", ms=16, color=_COLORS["early"], ls="none",
+        label=f"chosen {c.x:.1f}% (alpha {early.alpha:g})",
+    )  # fmt: skip
     ax.set_xlabel("small-model introduction point (%)  [0 = small-only, 100 = large-only]")
     ax.set_ylabel("similarity to large-only (mean ± std)")
     ax.set_title("Early boundary: DINO similarity (paper sec 4.2, Fig. 4)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    names = {"clip": "CLIP similarity", "psnr": "PSNR (dB)", "ssim": "SSIM"}
-    for sax, (key, (mean, std)) in zip(small_axes, extra, strict=True):
-        _band(sax, x, mean, std, color="C1", label=names[key], lw=1.2)
-        if chosen.get("x") is not None:
-            sax.axvline(float(chosen["x"]), color=_COLORS["early"], ls="--", lw=1)
-        sax.set_title(names[key], fontsize=9)
+    for sax, (key, stat) in zip(small_axes, extra, strict=True):
+        name = _EARLY_NAMES.get(key, key.upper())
+        _band(sax, x, stat, color="C1", label=name, lw=1.2)
+        sax.axvline(c.x, color=_COLORS["early"], ls="--", lw=1)
+        sax.set_title(name, fontsize=9)
         sax.tick_params(labelsize=7)
         sax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)
     return path
 
 
-def _plot_late(figure_cls: Any, late: Mapping, path: Path) -> Path:
-    """FID vs large-model re-entry point: the V-curve and its minimum (sec 4.3, Fig. 5)."""
-    x, fid = _arr(late["x"]), _arr(late["fid"], len(late["x"]))
+def _plot_late(figure_cls: Any, late: LateRecord, path: Path) -> Path:
+    """The distribution metric vs large-model re-entry point: the V-curve and its minimum (sec 4.3, Fig. 5)."""
+    metric = _metric(late)
+    x = _arr(late.x)
+    values = _arr(late.values, len(x))
     fig = figure_cls(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(x, fid, color=_COLORS["mean"], marker="o", lw=1.8, label="FID")
-    chosen = late.get("chosen") or {}
-    if chosen.get("x") is not None and chosen.get("fid") is not None:
+    ax.plot(x, values, color=_COLORS["mean"], marker="o", lw=1.8, label=metric)
+    c = late.chosen
+    if c.value is not None:
         ax.plot(
-            [chosen["x"]], [chosen["fid"]], marker="*", ms=16, color=_COLORS["late"], ls="none",
-            label=f"minimum {float(chosen['x']):.1f}% (FID {float(chosen['fid']):.4g})",
+            [c.x], [c.value], marker="*", ms=16, color=_COLORS["late"], ls="none",
+            label=f"minimum {c.x:.1f}% ({metric} {c.value:.4g})",
         )  # fmt: skip
-    feature = late.get("feature")
+    detail = [f"{late.feature} features"] if late.feature else []
+    detail += [f"{late.generated_frames} generated frames"] if late.generated_frames else []
     ax.set_xlabel("large-model re-entry point (% of the process)  [100 = no re-entry, L-S-S]")
-    ax.set_ylabel("FID" + (f" ({feature} features)" if feature else ""))
-    ax.set_title("Late boundary: FID V-curve (paper sec 4.3, Fig. 5)")
+    ax.set_ylabel(metric + (f" ({', '.join(detail)})" if detail else ""))
+    ax.set_title(f"Late boundary: {metric} V-curve (paper sec 4.3, Fig. 5)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     return path
 
 
-def _plot_front(figure_cls: Any, block: Mapping, path: Path) -> Path:
+def _plot_front(figure_cls: Any, sweep: SweepRecord, path: Path) -> Path:
     """Quality against FLOPs of every swept schedule with its Pareto front (sec 5.2, Fig. 7)."""
-    patterns = list(block["patterns"])
+    patterns = list(sweep.patterns)
     k = len(patterns[0])
-    flops = _arr(block["flops"]) / 1e9
-    use_fid = block.get("fid") is not None
-    quality = _arr(block["fid"] if use_fid else block["dino"], len(patterns))
-    front = block.get("front_fid") if use_fid else block.get("front_dino")
+    flops = _arr(sweep.flops) / 1e9
+    use_fid = sweep.fid is not None
+    quality = _arr(sweep.fid if use_fid else sweep.dino, len(patterns))
+    front = sweep.front_fid if use_fid else sweep.front_dino
     fig = figure_cls(figsize=(7.5, 5), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     starts_small = np.array([p.startswith("S") for p in patterns])
@@ -282,21 +306,16 @@ def _plot_front(figure_cls: Any, block: Mapping, path: Path) -> Path:
         "L-S-S": "L" * third[0] + "S" * (k - third[0]),
         "L-S-L": "L" * third[0] + "S" * (third[1] - third[0]) + "L" * (k - third[1]),
     }
-    chosen = (block.get("chosen") or {}).get("pattern")
+    chosen = sweep.chosen.get("pattern")
     if chosen:
         marks[f"chosen {chosen}"] = chosen
     for label, pattern in marks.items():
         if pattern in patterns:
             i = patterns.index(pattern)
+            is_chosen = label.startswith("chosen")
             ax.annotate(label, (flops[i], quality[i]), textcoords="offset points", xytext=(5, 5), fontsize=8)
-            ax.plot(
-                [flops[i]],
-                [quality[i]],
-                marker="*" if label.startswith("chosen") else "o",
-                ms=10,
-                color=_COLORS["late"] if label.startswith("chosen") else "black",
-                ls="none",
-            )
+            color = _COLORS["late"] if is_chosen else "black"
+            ax.plot([flops[i]], [quality[i]], marker="*" if is_chosen else "o", ms=10, color=color, ls="none")
     ax.set_xlabel("GFLOPs per video (cost model)")
     ax.set_ylabel("FID (lower is better)" if use_fid else "DINO similarity to large-only (higher is better)")
     ax.set_title(f"All {len(patterns)} schedules of {k} segments (paper sec 5.2, Fig. 7)")
@@ -306,39 +325,22 @@ def _plot_front(figure_cls: Any, block: Mapping, path: Path) -> Path:
     return path
 
 
-def _write_schedule_table(block: Mapping, out: Path) -> None:
+def _write_schedule_table(record: CalibrationRecord, out: Path) -> None:
     """Every evaluated schedule with its FLOPs, FID and DINO similarity (CSV and JSON)."""
-    patterns = list(block.get("patterns") or [c["pattern"] for c in block.get("candidates", [])])
-    fid = block.get("fid") or [None] * len(patterns)
-    dino = block.get("dino") or [None] * len(patterns)
-    flops = block.get("flops") or [c.get("flops") for c in block.get("candidates", [])]
-    rows = [
-        {"pattern": p, "flops": f, "fid": q, "dino": d} for p, f, q, d in zip(patterns, flops, fid, dino, strict=True)
-    ]
-    (out / "schedules.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    if record.sweep is not None:
+        s = record.sweep
+        n = len(s.patterns)
+        columns = zip(s.patterns, s.flops, s.fid or [None] * n, s.dino, strict=True)
+    else:  # the beam search scores candidates with one number and keeps no FID/DINO pair per schedule
+        candidates = record.search.candidates
+        columns = ((c["pattern"], c.get("flops"), None, None) for c in candidates)
+    rows = [{"pattern": p, "flops": f, "fid": q, "dino": d} for p, f, q, d in columns]
+    atomic_write_text(out / "schedules.json", json.dumps(rows, indent=1))
     lines = ["pattern,flops,fid,dino"] + [
         f"{r['pattern']},{r['flops']},{'' if r['fid'] is None else r['fid']},{'' if r['dino'] is None else r['dino']}"
         for r in rows
     ]
-    (out / "schedules.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _search_section(calibration: Mapping, plotted: bool) -> list[str]:
-    block = calibration.get("sweep") or calibration.get("search")
-    if not block:
-        return []
-    name = "sweep" if calibration.get("sweep") else "search"
-    lines = [f"## Schedule {name}: every segment pattern (paper sec 5.2)", ""]
-    if plotted:
-        lines += ["![front](front.png)", ""]
-    chosen = block.get("chosen") or {}
-    lines.append(
-        f"- Chosen: `{chosen.get('pattern')}` ({block.get('rule', 'beam search, ' + str(block.get('score')))})"
-    )
-    cost = block.get("cost") or {}
-    lines += [f"- {line}" for line in cost.get("summary", [])]
-    lines += ["- All schedules: [schedules.csv](schedules.csv), [schedules.json](schedules.json)", ""]
-    return lines
+    atomic_write_text(out / "schedules.csv", "\n".join(lines) + "\n")
 
 
 # -- samples ---------------------------------------------------------------------------------------------------
@@ -365,12 +367,11 @@ def _uint8_video(frames: Any, name: str) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def side_by_side(videos: Sequence[np.ndarray], *, min_height: int = MIN_SAMPLE_HEIGHT, gap: int = SAMPLE_GAP):
-    """(F, H', W', 3) uint8 of uint8 videos placed left to right, upscaled by one integer nearest-neighbour factor.
-
-    The factor makes the tallest video at least ``min_height`` px tall; shorter videos hold their last frame,
-    lower ones are padded at the bottom; the ``gap`` px columns between videos are white.
-    """
+def side_by_side(
+    videos: Sequence[np.ndarray], *, min_height: int = MIN_SAMPLE_HEIGHT, gap: int = SAMPLE_GAP
+) -> np.ndarray:
+    """(F, H', W', 3) uint8 of uint8 videos left to right, upscaled (nearest) until the tallest is ``min_height``."""
+    # Shorter videos hold their last frame, lower ones are padded at the bottom; the gap columns are white.
     height = max(v.shape[1] for v in videos)
     scale = max(1, math.ceil(min_height / height))
     big = [v.repeat(scale, axis=1).repeat(scale, axis=2) for v in videos]
@@ -385,16 +386,103 @@ def side_by_side(videos: Sequence[np.ndarray], *, min_height: int = MIN_SAMPLE_H
     return out
 
 
+def _text_image(text: str, width: int, height: int, *, x: int = 4) -> np.ndarray:
+    """(height, width, 3) uint8: black ``text`` in PIL's default font on white, vertically centred, clipped."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (width, height), "white")
+    if width > 0 and height > 0 and text:
+        draw = ImageDraw.Draw(image)
+        font = ImageFont.load_default()
+        top, bottom = draw.textbbox((0, 0), text, font=font)[1::2]
+        draw.text((x, (height - (bottom + top)) // 2), text, fill="black", font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _contact_scale(heights: Sequence[int], min_cell: int) -> int:
+    """The integer enlargement that makes the tallest of ``heights`` at least ``min_cell`` px (1 at least)."""
+    return max(1, math.ceil(min_cell / max(heights)))
+
+
+def contact_sheet(
+    rows: Mapping[str, np.ndarray],
+    *,
+    scale: int | None = None,
+    min_cell: int = CONTACT_MIN_CELL,
+    gap: int = SAMPLE_GAP,
+    label_width: int = CONTACT_LABEL_WIDTH,
+) -> np.ndarray:
+    """(H, W, 3) uint8 grid: one labelled row per video, one column per frame, enlarged by nearest neighbour."""
+    # Layout: [label_width][gap][cell][gap][cell]... across, rows of one cell height with a gap between them.
+    # Every cell is the largest frame times ``scale`` (default: the smallest factor that makes the tallest frame
+    # at least ``min_cell`` px); smaller frames sit at the cell's top left and rows with fewer frames end early,
+    # both on white.
+    if not rows:
+        raise ValueError("contact_sheet needs at least one row: pass {label: (F, H, W, 3) video}")
+    videos = {label: _uint8_video(frames, label) for label, frames in rows.items()}
+    if scale is None:
+        scale = _contact_scale([v.shape[1] for v in videos.values()], min_cell)
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    cell_h = scale * max(v.shape[1] for v in videos.values())
+    cell_w = scale * max(v.shape[2] for v in videos.values())
+    cols = max(v.shape[0] for v in videos.values())
+    width = label_width + cols * (gap + cell_w)
+    height = len(videos) * cell_h + (len(videos) - 1) * gap
+    out = np.full((height, width, 3), 255, dtype=np.uint8)
+    for r, (label, video) in enumerate(videos.items()):
+        top = r * (cell_h + gap)
+        out[top : top + cell_h, :label_width] = _text_image(str(label), label_width, cell_h)
+        big = video.repeat(scale, axis=1).repeat(scale, axis=2)
+        for f, frame in enumerate(big):
+            left = label_width + gap + f * (cell_w + gap)
+            out[top : top + frame.shape[0], left : left + frame.shape[1]] = frame
+    return out
+
+
+def write_contact_sheet(
+    samples: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike[str],
+    *,
+    scale: int | None = None,
+    min_cell: int = CONTACT_MIN_CELL,
+) -> Path:
+    """Write one PNG with a titled ``contact_sheet`` block per prompt (one enlargement for all); return its path."""
+    # Each block is a CONTACT_TITLE_HEIGHT line with the prompt, then its rows; blocks are CONTACT_BLOCK_GAP apart
+    # and padded on the right with white to the widest block.
+    from PIL import Image
+
+    prompts = {prompt: videos for prompt, videos in samples.items() if videos}
+    if not prompts:
+        raise ValueError("write_contact_sheet needs at least one prompt with videos: pass {prompt: {label: video}}")
+    _check_samples(prompts)
+    if scale is None:
+        scale = _contact_scale([np.shape(v)[1] for videos in prompts.values() for v in videos.values()], min_cell)
+    grids = {prompt: contact_sheet(videos, scale=scale) for prompt, videos in prompts.items()}
+    width = max(g.shape[1] for g in grids.values())
+    height = sum(CONTACT_TITLE_HEIGHT + g.shape[0] for g in grids.values()) + CONTACT_BLOCK_GAP * (len(grids) - 1)
+    sheet = np.full((height, width, 3), 255, dtype=np.uint8)
+    top = 0
+    for prompt, grid in grids.items():
+        sheet[top : top + CONTACT_TITLE_HEIGHT] = _text_image(str(prompt), width, CONTACT_TITLE_HEIGHT)
+        top += CONTACT_TITLE_HEIGHT
+        sheet[top : top + grid.shape[0], : grid.shape[1]] = grid
+        top += grid.shape[0] + CONTACT_BLOCK_GAP
+    image = Image.fromarray(sheet)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
 def _write_gif(video: np.ndarray, path: Path, fps: int) -> Path:
     from PIL import Image
 
     images = [Image.fromarray(frame) for frame in video]
-    tmp = path.with_name(path.name + ".tmp")
-    images[0].save(
-        tmp, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0
+    duration = max(1, round(1000 / fps))
+    return atomic_write(
+        path,
+        lambda tmp: images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+        ),
     )
-    os.replace(tmp, path)
-    return path
 
 
 def _check_samples(samples: Mapping[str, Mapping[str, Any]] | None) -> None:
@@ -420,8 +508,15 @@ def _write_samples(samples: Mapping[str, Mapping[str, Any]] | None, out: Path, f
 
 # -- report.md -------------------------------------------------------------------------------------------------
 
+_METHODS = {
+    "full": "DINO early sweep, {metric} late sweep",
+    "divergence": "velocity divergence only, no sweeps",
+    "sweep": "every segment pattern scored, cheapest within tolerance",
+    "search": "beam search over segment patterns, cheapest within tolerance",
+}
 
-def _summary(calibration: Mapping, profile: Mapping) -> list[str]:
+
+def _summary(record: CalibrationRecord, profile: Mapping) -> list[str]:
     lines = ["## Summary", ""]
     schedule = profile.get("schedule")
     if schedule:
@@ -429,66 +524,56 @@ def _summary(calibration: Mapping, profile: Mapping) -> list[str]:
     cost = profile.get("cost") or {}
     if cost:
         ratio = cost.get("flops_ratio")
-        share = f" ({100 * ratio:.1f}% of large-only FLOPs)" if isinstance(ratio, (int, float)) else ""
+        share = f" ({100 * ratio:.1f}% of large-only FLOPs)" if isinstance(ratio, int | float) else ""
         lines.append(f"- **Predicted speed-up**: {_fmt(cost.get('predicted_speedup'), '.2f')}x{share}")
     for b in profile.get("boundaries") or []:
         lines.append(
             f"- Boundary at {_pct(b.get('fraction'))} (step {_fmt(b.get('step'), 'd')}, "
             f"sigma {_fmt(b.get('sigma'))}): {b.get('from', '?')} → {b.get('to', '?')}"
         )
-    method = calibration.get("method", "n/a")
-    how = {"full": "DINO early sweep, FID late sweep", "divergence": "velocity divergence only, no sweeps"}
-    lines.append(f"- Method: `{method}` ({how.get(method, 'n/a')})")
-    early, late = calibration.get("early"), calibration.get("late")
-    if early:
-        c = early.get("chosen") or {}
-        floor, y = early.get("floor"), c.get("y")
-        clears = ""
-        if floor is not None and y is not None:
-            clears = "clears" if float(y) >= float(floor) else "**misses**"
-            clears = f"; {clears} the similarity floor {_fmt(floor, 'g')}"
+    early, late = record.early, record.late
+    metric = _metric(late) if late is not None else "FID"
+    how = _METHODS.get(record.method)
+    lines.append(f"- Method: `{record.method}`" + (f" ({how.format(metric=metric)})" if how else ""))
+    if early is not None:
+        c = early.chosen
+        clears = "clears" if c.y >= early.floor else "**misses**"
         lines.append(
-            f"- Early boundary (Algorithm 1, alpha {_fmt(early.get('alpha'), 'g')}): small model from "
-            f"{_fmt(c.get('x'), '.1f')}% (DINO similarity {_fmt(y)}{clears})"
+            f"- Early boundary (Algorithm 1, alpha {_fmt(early.alpha, 'g')}): small model from {_fmt(c.x, '.1f')}% "
+            f"(DINO similarity {_fmt(c.y)}; {clears} the similarity floor {_fmt(early.floor, 'g')})"
         )
-    if late:
-        c = late.get("chosen") or {}
-        src = "FID minimum" if late.get("source") == "fid" else "divergence curve (no FID)"
+    if late is not None:
+        src = f"{metric} minimum" if _measured(late) else f"divergence curve (no {metric})"
         lines.append(
-            f"- Late boundary ({src}): large model again from {_fmt(c.get('x'), '.1f')}% (FID {_fmt(c.get('fid'))})"
+            f"- Late boundary ({src}): large model again from {_fmt(late.chosen.x, '.1f')}% "
+            f"({metric} {_fmt(late.chosen.value)})"
         )
-    div = calibration.get("divergence") or {}
-    proxy = list(div.get("proxy_boundaries") or [])
-    if proxy:
-        lines.append(f"- Divergence proxy boundaries (sec 5.1): {' / '.join(_pct(p) for p in proxy)}")
-        gaps = []
-        for name, block, key in (("early", early, "x"), ("late", late, "x")):
-            idx = 0 if name == "early" else 1
-            chosen = ((block or {}).get("chosen") or {}).get(key)
-            if chosen is not None and idx < len(proxy) and proxy[idx] is not None:
-                if name == "late" and (block or {}).get("source") != "fid":
-                    continue
-                gaps.append(f"{name} {100 * float(proxy[idx]) - float(chosen):+.1f} points")
-        if gaps:
-            lines.append(f"- Proxy minus DINO/FID boundary: {', '.join(gaps)}")
-    seeds = calibration.get("seeds")
+    proxy = record.divergence.proxy_boundaries
+    lines.append(f"- Divergence proxy boundaries (sec 5.1): {' / '.join(_pct(p) for p in proxy)}")
+    gaps = []
+    if early is not None:
+        gaps.append(f"early {100 * proxy[0] - early.chosen.x:+.1f} points")
+    if _measured(late):
+        gaps.append(f"late {100 * proxy[1] - late.chosen.x:+.1f} points")
+    if gaps:
+        lines.append(f"- Proxy minus DINO/{metric} boundary: {', '.join(gaps)}")
+    features = f", features `{record.feature_model}`" if record.feature_model else ""
     lines.append(
-        f"- Data: {_fmt(calibration.get('num_prompts'), 'd')} prompts x seeds {_value(seeds)}, "
-        f"{_fmt(calibration.get('num_steps'), 'd')} steps"
+        f"- Data: {record.num_prompts} prompts x seeds {_value(record.seeds)}, {record.num_steps} steps{features}"
     )
-    premise = calibration.get("premise") or {}
-    if premise.get("holds") is True:
+    premise = record.premise
+    if not premise.tested:
+        lines.append(f"- Premise: not tested (method `{record.method}` chooses by tolerance, not by stage structure)")
+    elif premise.holds:
         lines.append("- Premise: **holds** (the paper's early / middle / late stage structure was found for this pair)")
-    elif premise.get("holds") is False:
-        lines.append("- Premise: **does not hold** for this pair (see below)")
     else:
-        lines.append("- Premise: n/a (not checked)")
+        lines.append("- Premise: **does not hold** for this pair (see below)")
     return [*lines, ""]
 
 
-def _premise_warning(calibration: Mapping, profile: Mapping) -> list[str]:
-    premise = calibration.get("premise") or {}
-    if premise.get("holds") is not False:
+def _premise_warning(record: CalibrationRecord, profile: Mapping) -> list[str]:
+    premise = record.premise
+    if premise.holds or not premise.tested:
         return []
     lines = [
         "## ⚠ The paper's stage structure does not hold for this pair",
@@ -496,17 +581,15 @@ def _premise_warning(calibration: Mapping, profile: Mapping) -> list[str]:
         "The paper's finding (large model early for structure, small model in the middle, large model late for "
         "detail) is empirical. For this pair the calibrator's checks failed:",
         "",
+        *_bullets(premise.failed or ["(no reason recorded)"]),
+        "",
     ]
-    lines += [f"- {_cell(str(f))}" for f in premise.get("failed") or ["(no reason recorded)"]]
     schedule = profile.get("schedule")
-    lines.append("")
     if schedule:
-        single = len(schedule) == 1
-        what = (
-            f"a single-model schedule ({_segments(schedule)})"
-            if single
-            else f"schedule {_pattern(schedule)}: {_segments(schedule)}"
-        )
+        if len(schedule) == 1:
+            what = f"a single-model schedule ({_segments(schedule)})"
+        else:
+            what = f"schedule {_pattern(schedule)}: {_segments(schedule)}"
         speed = _fmt((profile.get("cost") or {}).get("predicted_speedup"), ".2f")
         lines.append(
             f"**Emitted instead**: {what}, predicted speed-up {speed}x. This is the honest result of the "
@@ -517,9 +600,8 @@ def _premise_warning(calibration: Mapping, profile: Mapping) -> list[str]:
     return [*lines, ""]
 
 
-def _calls(calibration: Mapping) -> list[str]:
-    calls = calibration.get("calls") or {}
-    computed, naive = calls.get("computed") or {}, calls.get("naive") or {}
+def _calls(record: CalibrationRecord) -> list[str]:
+    computed, naive = record.calls.computed, record.calls.naive
     if not computed and not naive:
         return []
     roles = [r for r in ("large", "small") if r in computed or r in naive]
@@ -542,107 +624,122 @@ def _calls(calibration: Mapping) -> list[str]:
     ]
 
 
-def _divergence_section(calibration: Mapping, plotted: bool) -> list[str]:
-    div = calibration.get("divergence")
-    if not div:
-        return []
+def _divergence_section(record: CalibrationRecord, plotted: bool) -> list[str]:
+    div = record.divergence
     lines = ["## Velocity divergence (paper sec 5.1)", ""]
     if plotted:
         lines += ["![velocity divergence U-curve](divergence.png)", ""]
-    proxy = div.get("proxy_boundaries") or []
-    if proxy:
-        lines += [f"Proxy boundaries from the divergence curve: {' / '.join(_pct(p) for p in proxy)}.", ""]
-    if div.get("premise"):
-        lines += ["Divergence checks that failed:", "", *[f"- {_cell(str(p))}" for p in div["premise"]], ""]
-    frac = list(div.get("fraction") or [])
-    cos, l2 = _stat(div, "cosine") or ([], []), _stat(div, "l2") or ([], [])
-    sigma = div.get("sigma")
+    lines += [f"Proxy boundaries from the divergence curve: {' / '.join(_pct(p) for p in div.proxy_boundaries)}.", ""]
+    if div.premise:
+        lines += ["Divergence checks that failed:", "", *_bullets(div.premise), ""]
+    cos, l2 = div.cosine, div.l2
     rows = [
-        [str(i), _fmt(f, ".3f"), _fmt(_at(sigma, i)), _fmt(_at(cos[0], i), ".4g"), _fmt(_at(cos[1], i), ".4g"),
-         _fmt(_at(l2[0], i), ".4g"), _fmt(_at(l2[1], i), ".4g")]
-        for i, f in enumerate(frac)
+        [str(i), _fmt(f, ".3f"), _fmt(_at(div.sigma, i)), _fmt(_at(cos.mean, i), ".4g"),
+         _fmt(_at(cos.std, i), ".4g"), _fmt(_at(l2.mean, i), ".4g"), _fmt(_at(l2.std, i), ".4g")]
+        for i, f in enumerate(div.fraction)
     ]  # fmt: skip
     lines += _table(["step", "fraction", "sigma", "cos mean", "cos std", "l2 mean", "l2 std"], rows)
-    per_call = div.get("per_call") or {}
-    if per_call:
-        header, cols = ["step"], []
-        for label, block in per_call.items():
-            for metric in ("cosine", "l2"):
-                s = _stat(block, metric)
-                if s is not None:
-                    header.append(f"{_cell(str(label))} {'cos' if metric == 'cosine' else 'l2'} mean")
-                    cols.append(s[0])
-        if cols:
-            rows = [[str(i), *[_fmt(_at(c, i), ".4g") for c in cols]] for i in range(len(frac))]
-            lines += ["", "Per call (mean over prompts):", "", *_table(header, rows)]
+    header, cols = ["step"], []
+    for label, curves in div.per_call.items():
+        for metric, short in (("cosine", "cos"), ("l2", "l2")):
+            stat = curves.get(metric)
+            if stat is not None:
+                header.append(f"{_cell(str(label))} {short} mean")
+                cols.append(stat.mean)
+    if cols:
+        rows = [[str(i), *[_fmt(_at(c, i), ".4g") for c in cols]] for i in range(len(div.fraction))]
+        lines += ["", "Per call (mean over prompts):", "", *_table(header, rows)]
     return [*lines, ""]
 
 
-def _early_section(calibration: Mapping, plotted: bool) -> list[str]:
-    early = calibration.get("early")
-    if not early:
+def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
+    if early is None:
         return []
     lines = ["## Early boundary: similarity sweep (paper sec 4.2, App. B Algorithm 1)", ""]
     if plotted:
         lines += ["![DINO similarity vs small-model introduction point](early.png)", ""]
-    c = early.get("chosen") or {}
+    c = early.chosen
     lines += [
-        f"Algorithm 1 with alpha {_fmt(early.get('alpha'), 'g')} chooses {_fmt(c.get('x'), '.1f')}% "
-        f"(DINO similarity {_fmt(c.get('y'))}; similarity floor {_fmt(early.get('floor'), 'g')}). "
+        f"Algorithm 1 with alpha {_fmt(early.alpha, 'g')} chooses {_fmt(c.x, '.1f')}% "
+        f"(DINO similarity {_fmt(c.y)}; similarity floor {_fmt(early.floor, 'g')}). "
         "x is the small-model introduction point: 0 = small-only, 100 = large-only.",
         "",
     ]
-    if early.get("premise"):
-        lines += ["Early-curve checks that failed:", "", *[f"- {_cell(str(p))}" for p in early["premise"]], ""]
-    metrics = [(k, s) for k in ("dino", "clip", "psnr", "ssim") if (s := _stat(early, k)) is not None]
+    if early.premise:
+        lines += ["Early-curve checks that failed:", "", *_bullets(early.premise), ""]
+    metrics = _early_metrics(early)
     header = ["x (%)", *[f"{k.upper()} {part}" for k, _ in metrics for part in ("mean", "std")], "chosen"]
     rows = []
-    for i, x in enumerate(early.get("x") or []):
+    for i, x in enumerate(early.x):
         row = [_fmt(x, ".1f")]
-        for _, (mean, std) in metrics:
-            row += [_fmt(_at(mean, i)), _fmt(_at(std, i))]
-        row.append("★" if c.get("index") == i else "")
+        for _, stat in metrics:
+            row += [_fmt(_at(stat.mean, i)), _fmt(_at(stat.std, i))]
+        row.append("★" if c.index == i else "")
         rows.append(row)
     return [*lines, *_table(header, rows), ""]
 
 
-def _late_section(calibration: Mapping, plotted: bool) -> list[str]:
-    late = calibration.get("late")
-    if not late:
+def _late_section(late: LateRecord | None, plotted: bool) -> list[str]:
+    if late is None:
         return []
-    lines = ["## Late boundary: FID sweep (paper sec 4.3)", ""]
-    c = late.get("chosen") or {}
-    if late.get("source") != "fid" or not late.get("fid"):
-        lines += [
-            f"No FID sweep (no reference set): the late boundary comes from the divergence curve, "
-            f"{_fmt(c.get('x'), '.1f')}%.",
+    metric = _metric(late)
+    lines = [f"## Late boundary: {metric} sweep (paper sec 4.3)", ""]
+    c = late.chosen
+    if not _measured(late):
+        return [
+            *lines,
+            f"No {metric} sweep (no reference set): the late boundary comes from the divergence curve, "
+            f"{_fmt(c.x, '.1f')}%.",
             "",
         ]
-        return lines
     if plotted:
-        lines += ["![FID vs large-model re-entry point](late.png)", ""]
-    ref = late.get("reference_frames")
+        lines += [f"![{metric} vs large-model re-entry point](late.png)", ""]
     lines += [
-        f"FID on `{late.get('feature') or 'n/a'}` features against {_fmt(ref, 'd')} reference frames; minimum at "
-        f"{_fmt(c.get('x'), '.1f')}% (FID {_fmt(c.get('fid'))}). x is where the large model takes over again: "
-        "80 means the last 20% of the process runs on the large model; 100 means L-S-S; x at the early boundary "
-        "means no small-model steps (large-only).",
+        f"{metric} on `{late.feature or 'n/a'}` features{_generated(late)} against {late.reference_frames} reference "
+        f"frames; minimum at {_fmt(c.x, '.1f')}% ({metric} {_fmt(c.value)}). x is where the large model takes over "
+        "again: 80 means the last 20% of the process runs on the large model; 100 means L-S-S; x at the early "
+        "boundary means no small-model steps (large-only).",
         "",
     ]
-    if late.get("premise"):
-        lines += ["Late-curve checks that failed:", "", *[f"- {_cell(str(p))}" for p in late["premise"]], ""]
-    fid = late.get("fid") or []
+    if late.premise:
+        lines += ["Late-curve checks that failed:", "", *_bullets(late.premise), ""]
     rows = [
-        [_fmt(x, ".1f"), _fmt(_at(late.get("steps"), i), "d"), _fmt(_at(fid, i)), "★" if c.get("index") == i else ""]
-        for i, x in enumerate(late.get("x") or [])
+        [_fmt(x, ".1f"), _fmt(_at(late.steps, i), "d"), _fmt(_at(late.values, i)), "★" if c.index == i else ""]
+        for i, x in enumerate(late.x)
     ]
-    return [*lines, *_table(["x (%)", "step", "FID", "chosen"], rows), ""]
+    return [*lines, *_table(["x (%)", "step", metric, "chosen"], rows), ""]
 
 
-def _samples_section(rows: list[tuple], fps: int) -> list[str]:
+def _search_section(record: CalibrationRecord, plotted: bool) -> list[str]:
+    if record.sweep is not None:
+        name, pattern, rule, cost = "sweep", record.sweep.chosen["pattern"], record.sweep.rule, record.sweep.cost
+    elif record.search is not None:
+        s = record.search
+        name, pattern, rule, cost = "search", s.chosen["pattern"], f"beam search, {s.score}", s.cost
+    else:
+        return []
+    lines = [f"## Schedule {name}: every segment pattern (paper sec 5.2)", ""]
+    if plotted:
+        lines += ["![front](front.png)", ""]
+    lines.append(f"- Chosen: `{pattern}` ({rule})")
+    lines += [f"- {line}" for line in cost.get("summary", [])]
+    lines += ["- All schedules: [schedules.csv](schedules.csv), [schedules.json](schedules.json)", ""]
+    return lines
+
+
+def _samples_section(rows: list[tuple], fps: int, sheet: bool) -> list[str]:
     if not rows:
         return []
-    lines = ["## Samples", "", f"Side by side, left to right, at {fps} fps (upscaled with nearest neighbour).", ""]
+    lines = ["## Samples", ""]
+    if sheet:
+        lines += [
+            "Contact sheet: every frame of every schedule, one row per schedule and one block per prompt "
+            "(enlarged with nearest neighbour).",
+            "",
+            f"![contact sheet of every schedule's frames]({CONTACT_SHEET})",
+            "",
+        ]
+    lines += [f"Animated, side by side, left to right, at {fps} fps (upscaled with nearest neighbour).", ""]
     same = all(labels == rows[0][1] for _, labels, *_ in rows)
     if same:
         header = ["#", "prompt", " · ".join(_cell(str(label)) for label in rows[0][1])]
@@ -682,23 +779,22 @@ def _models(profile: Mapping) -> list[str]:
 
 
 def _markdown(
-    calibration: Mapping, profile: Mapping, plotted: Mapping[str, bool], samples: list[tuple], fps: int
+    record: CalibrationRecord, profile: Mapping, plotted: Mapping[str, bool], samples: list[tuple], fps: int
 ) -> str:
     name = profile.get("name") or "unnamed profile"
     lines = [f"# FlowBlending calibration report: {_cell(str(name))}", ""]
     if profile.get("description"):
         lines += [_cell(str(profile["description"])), ""]
-    lines += _summary(calibration, profile)
-    lines += _premise_warning(calibration, profile)
-    lines += _calls(calibration)
-    lines += _divergence_section(calibration, plotted.get("divergence", False))
-    lines += _early_section(calibration, plotted.get("early", False))
-    lines += _late_section(calibration, plotted.get("late", False))
-    lines += _search_section(calibration, plotted.get("front", False))
-    lines += _samples_section(samples, fps)
-    notes = calibration.get("notes") or []
-    if notes:
-        lines += ["## Notes", "", *[f"- {_cell(str(n))}" for n in notes], ""]
+    lines += _summary(record, profile)
+    lines += _premise_warning(record, profile)
+    lines += _calls(record)
+    lines += _divergence_section(record, plotted.get("divergence", False))
+    lines += _early_section(record.early, plotted.get("early", False))
+    lines += _late_section(record.late, plotted.get("late", False))
+    lines += _search_section(record, plotted.get("front", False))
+    lines += _samples_section(samples, fps, plotted.get("contact", False))
+    if record.notes:
+        lines += ["## Notes", "", *_bullets(record.notes), ""]
     lines += _key_values("Setting", profile.get("setting"))
     prov = _key_values("Provenance", profile.get("provenance"))
     if prov or profile.get("models"):
@@ -711,50 +807,46 @@ def _markdown(
 
 
 def write_report(
-    calibration: dict,
-    out_dir: str | os.PathLike,
+    calibration: CalibrationRecord | Mapping[str, Any],
+    report_dir: str | os.PathLike[str],
     *,
-    profile: dict | None = None,
-    samples: dict[str, dict[str, np.ndarray]] | None = None,
+    profile: Mapping[str, Any] | None = None,
+    samples: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     fps: int = 8,
 ) -> Path:
-    """Write plots (Figs. 4-6 of the paper), sample GIFs and ``report.md`` into ``out_dir``; return report.md's path.
-
-    ``calibration``: the calibration block (divergence, early, late, premise, calls, notes); parts that are
-    missing (``method="divergence"`` has no early/late) are left out. ``profile``: the profile as a dict (name,
-    schedule, boundaries, cost, setting, provenance, models). ``samples``: prompt -> {schedule label -> frames
-    (F, H, W, 3) float in [0, 1]}, one side-by-side GIF per prompt at ``fps``.
-    """
+    """Write the plots, contact sheet, sample GIFs and ``report.md`` into ``report_dir``; return report.md's path."""
+    # ``calibration``: the record, or the profile's calibration block as a dict (read with from_dict); parts the
+    # method did not produce (``divergence`` has no early/late) are left out. ``profile``: the profile as a dict
+    # (name, schedule, boundaries, cost, setting, provenance, models). ``samples``: prompt -> {schedule label ->
+    # frames (F, H, W, 3) float in [0, 1] or uint8}: one contact sheet for all, one side-by-side GIF per prompt.
     if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
         raise ValueError(f"fps must be a positive integer, got {fps!r}: pass e.g. fps=8")
+    record = calibration if isinstance(calibration, CalibrationRecord) else CalibrationRecord.from_dict(calibration)
     figure_cls = _matplotlib()
     _check_samples(samples)  # bad sample shapes fail before anything is written
-    out = Path(out_dir)
+    out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     profile = profile or {}
-    plotted: dict[str, bool] = {}
-    if calibration.get("divergence"):
-        _plot_divergence(figure_cls, calibration, profile, out / "divergence.png")
-        plotted["divergence"] = True
-    early = calibration.get("early")
-    if early and early.get("x"):
-        _plot_early(figure_cls, early, out / "early.png")
+    plotted: dict[str, bool] = {"divergence": True}
+    _plot_divergence(figure_cls, record, profile, out / "divergence.png")
+    if record.early is not None and record.early.x:
+        _plot_early(figure_cls, record.early, out / "early.png")
         plotted["early"] = True
-    late = calibration.get("late")
-    if late and late.get("x") and late.get("fid"):
-        _plot_late(figure_cls, late, out / "late.png")
+    if _measured(record.late):
+        _plot_late(figure_cls, record.late, out / "late.png")
         plotted["late"] = True
-    search = calibration.get("sweep") or calibration.get("search")
-    if search:
-        _write_schedule_table(search, out)
-        if calibration.get("sweep"):
-            _plot_front(figure_cls, search, out / "front.png")
+    if record.sweep is not None or record.search is not None:
+        _write_schedule_table(record, out)
+        if record.sweep is not None:
+            _plot_front(figure_cls, record.sweep, out / "front.png")
             plotted["front"] = True
-    for stale in {"divergence", "early", "late", "front"} - set(plotted):  # a plot of an earlier report in this folder
-        (out / f"{stale}.png").unlink(missing_ok=True)
+    if samples and any(samples.values()):
+        write_contact_sheet(samples, out / CONTACT_SHEET)
+        plotted["contact"] = True
+    images = {"divergence": "divergence.png", "early": "early.png", "late": "late.png", "front": "front.png"}
+    images["contact"] = CONTACT_SHEET
+    for key, name in images.items():
+        if key not in plotted:  # left by an earlier report in this folder
+            (out / name).unlink(missing_ok=True)
     sample_rows = _write_samples(samples, out, fps)
-    path = out / "report.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_markdown(calibration, profile, plotted, sample_rows, fps), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out / "report.md", _markdown(record, profile, plotted, sample_rows, fps))

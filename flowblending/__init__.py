@@ -1,19 +1,25 @@
-"""FlowBlending: stage-aware multi-model sampling for flow-matching video diffusion (large-small-large).
-
-Light imports (profiles, schedules) load eagerly; everything that needs torch/diffusers loads on first use.
-"""
+"""FlowBlending: stage-aware multi-model sampling for flow-matching video diffusion (large-small-large)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError, ProfileError
-from .profile import Profile, load_profile, save_profile, shipped_profile_names
-from .schedule import Segment, plan_steps
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
+# public name -> submodule that defines it; imported on first access so `import flowblending` stays cheap
 _LAZY = {
+    "FlowBlendingError": "errors",
+    "IncompatibleModelsError": "errors",
+    "ModelNotAvailableError": "errors",
+    "ProfileError": "errors",
+    "Profile": "profile",
+    "load_profile": "profile",
+    "save_profile": "profile",
+    "shipped_profile_names": "profile",
+    "Segment": "schedule",
+    "plan_steps": "schedule",
     "apply_profile": "loading",
     "load_pipeline": "loading",
     "load_transformer": "loading",
@@ -28,20 +34,28 @@ __all__ = [
     "ModelNotAvailableError",
     "Profile",
     "ProfileError",
+    "RoutingTransformer",
     "Segment",
     "__version__",
+    "apply_profile",
+    "load_pipeline",
     "load_profile",
+    "load_transformer",
+    "make_profile",
     "plan_steps",
     "save_profile",
+    "schedule_cost",
     "shipped_profile_names",
-    *_LAZY,
 ]
 
+if TYPE_CHECKING:
+    from .compose import make_profile
+    from .cost import schedule_cost
+    from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError, ProfileError
+    from .loading import apply_profile, load_pipeline, load_transformer
+    from .profile import Profile, load_profile, save_profile, shipped_profile_names
+    from .router import RoutingTransformer
+    from .schedule import Segment, plan_steps
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
 
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module 'flowblending' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

@@ -53,7 +53,11 @@ def validate(profiles: tuple[str, ...]) -> None:
             data, source = read_profile_json(item)
         except ProfileError as exc:
             bad += 1
-            click.echo(f"{item}: {exc}", err=True)
+            if exc.source and "\n" in str(exc):  # parsed, but with problems at JSON paths (repeated keys...)
+                for line in exc.errors:
+                    click.echo(f"{exc.source}: {line}", err=True)
+            else:
+                click.echo(f"{item}: {exc}", err=True)
             continue
         errors = validate_profile_dict(data)
         if errors:
@@ -131,7 +135,19 @@ def _schedule_override(profile: Profile, pattern: str | None, boundaries: str | 
 def _print_plan(profile: Profile, steps: int, schedule: tuple[Segment, ...]) -> None:
     from .generate import plan_run
 
-    plan = plan_run(profile, steps, schedule)
+    try:
+        plan = plan_run(profile, steps, schedule)
+    except FlowBlendingError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError, RuntimeError) as exc:
+        # The schema cannot tell whether setting.scheduler names a diffusers scheduler with a usable config;
+        # diffusers finds out when the noise levels are computed.
+        reason = (str(exc).strip().splitlines() or [""])[0][:200].rstrip(".")
+        raise FlowBlendingError(
+            f"{profile.source or profile.name}: cannot compute the noise levels of setting.scheduler "
+            f"(class {profile.setting.scheduler.cls!r}): {type(exc).__name__}: {reason}; give a diffusers scheduler "
+            "class and a config its from_config accepts."
+        ) from None
     click.echo(f"plan for {plan.num_steps} steps, schedule {pattern_of(plan.schedule)}:")
     click.echo("  step  role        sigma   timestep")
     for st in plan.steps:

@@ -65,7 +65,7 @@ def step_sigmas(
 def boundaries_for(
     segments: Sequence[Segment], sigmas: Sequence[float], timesteps: Sequence[float] | None = None
 ) -> list[Boundary]:
-    """One Boundary per switch: fraction, first step, and the sigma/timestep there (DESIGN decision 2)."""
+    """One Boundary per switch: fraction, first step, and the sigma/timestep there."""
     n = len(sigmas)
     out = []
     for prev, seg in itertools.pairwise(segments):

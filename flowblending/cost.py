@@ -45,11 +45,6 @@ def schedule_cost(
     )
 
 
-def rescale_cost(cost: Cost, plan: Sequence[str]) -> Cost:
-    """The same per-step costs applied to another plan (e.g. a run with a different step count)."""
-    return schedule_cost(plan, cost.flops_per_step, cost.reference_role, cost.source)
-
-
 def to_meta(value: Any) -> Any:
     import torch
 

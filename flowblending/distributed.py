@@ -1,4 +1,4 @@
-"""Scale-out with an existing engine (DESIGN decision 7): accelerate's PartialState over torch.distributed.
+"""Scale-out with accelerate's PartialState over torch.distributed (docs/architecture.md#scale-out).
 
 ``torchrun --nproc_per_node N -m flowblending calibrate|run ...`` or ``accelerate launch --num_processes N -m
 flowblending ...`` start N processes; each takes its share of the work (calibration units, prompts to render)

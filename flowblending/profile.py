@@ -1,6 +1,6 @@
 """Profile format v1: dataclasses, loading (shipped name or path), validation and atomic saving.
 
-A profile is data (DESIGN decision 6): JSON validated against ``schema/profile.schema.json`` (draft 2020-12),
+A profile is data, never code: JSON validated against ``schema/profile.schema.json`` (draft 2020-12),
 then checked in code for what a schema cannot express (contiguous segments, roles that exist, boundaries and
 costs that agree with the schedule). Every problem is reported as ``$.json.path: message``.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -218,10 +220,10 @@ class Profile:
     @classmethod
     def from_dict(cls, data: Any, source: str | None = None) -> Profile:
         """Validate ``data`` (schema, then semantic checks) and build a Profile; raise ProfileError otherwise."""
-        errors = validate_profile_dict(data)
-        if errors:
+        normalised, errors = _checked(data)
+        if normalised is None:
             raise ProfileError(f"{source or 'profile'} is not a valid profile", errors, source)
-        return cls._build(data, source)
+        return cls._build(normalised, source)
 
     @classmethod
     def _build(cls, data: dict, source: str | None) -> Profile:
@@ -295,36 +297,215 @@ def profile_schema() -> dict:
     return json.loads(text)
 
 
+#: Deepest nesting of objects and arrays a profile may have. Real profiles nest under 10 levels; the limit keeps
+#: every recursive step on profile data (schema checks, ``repr`` in messages, ``==``, ``json.dump``) far from
+#: Python's recursion limit.
+MAX_DEPTH = 64
+
+#: At most this many problems are listed from the JSON-value check (a file of a million NaNs gives one screen).
+MAX_VALUE_ERRORS = 50
+
+#: The largest integer a float can hold; a bigger one cannot take part in the float arithmetic of the checks.
+_FLOAT_MAX_INT = int(sys.float_info.max)
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_part(key: Any) -> str:
+    """One step of a JSON path: ``.name`` for plain keys, ``['odd key']`` for any other."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"[{key}]"
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f".{key}"
+    return f"[{_short_repr(key)}]"
+
+
 def _json_path(parts: Any) -> str:
-    path = "$"
-    for p in parts:
-        path += f"[{p}]" if isinstance(p, int) else f".{p}"
-    return path
+    return "$" + "".join(_key_part(p) for p in parts)
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """A printable, bounded ``repr`` of any value (never raises; lone surrogates come out escaped)."""
+    try:
+        text = repr(value) if isinstance(value, str) else ascii(value)
+    except Exception:  # a foreign object whose repr fails still gets a message
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _non_finite_text(value: float) -> str:
+    """How a non-finite float is spelled in the (non-standard) JSON that Python's json module reads."""
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _json_value_errors(data: Any) -> list[str]:
+    """Problems that make ``data`` something other than plain, finite JSON, as ``$.path: message`` lines.
+
+    Run before the schema so that nothing later (jsonschema, the semantic checks, ``repr`` in messages) meets a
+    value it cannot handle: nesting deeper than :data:`MAX_DEPTH`, non-string keys, types JSON does not have
+    (tuples, sets, complex, Decimal...), NaN and infinities, integers beyond the float range, strings that are
+    not valid Unicode (lone surrogates from ``"\\ud800"`` escapes). Walks with an explicit stack: no recursion.
+    """
+    errors: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(data, "$", 0)]
+    while stack and len(errors) < MAX_VALUE_ERRORS:
+        value, path, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                errors.append(f"{path}: nested deeper than {MAX_DEPTH} levels; flatten it (profiles are shallow data).")
+                continue
+            children = []
+            for key, child in value.items():
+                if not isinstance(key, str):
+                    errors.append(
+                        f"{path}: key {_short_repr(key)} is of type {type(key).__name__}; JSON object keys are "
+                        "strings, write it as one."
+                    )
+                    continue
+                if problem := _bad_unicode(key):
+                    errors.append(f"{path}: key {_short_repr(key)} {problem}")
+                    continue
+                children.append((child, path + _key_part(key), depth + 1))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            if depth >= MAX_DEPTH:
+                errors.append(f"{path}: nested deeper than {MAX_DEPTH} levels; flatten it (profiles are shallow data).")
+                continue
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in reversed(list(enumerate(value))))
+        elif isinstance(value, str):
+            if problem := _bad_unicode(value):
+                errors.append(f"{path}: the string {_short_repr(value)} {problem}")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                errors.append(
+                    f"{path}: {_non_finite_text(value)} is not a finite number; profiles hold finite numbers only "
+                    "(JSON has no NaN or Infinity, and a number beyond about 1.8e308 reads as Infinity)."
+                )
+        elif isinstance(value, int):  # bool is an int too, and always fine here
+            if abs(value) > _FLOAT_MAX_INT:
+                digits = int(value.bit_length() * math.log10(2)) + 1
+                errors.append(
+                    f"{path}: an integer of about {digits} digits is beyond the float range (about 1.8e308); "
+                    "profiles hold numbers a float can represent."
+                )
+        elif value is not None:
+            errors.append(
+                f"{path}: {_short_repr(value)} is of type {type(value).__name__}, not a JSON value; use a dict, "
+                "list, str, int, float, bool or None."
+            )
+    if stack:
+        errors.append(f"$: more problems not listed (the first {MAX_VALUE_ERRORS} are above).")
+    return errors
+
+
+def _bad_unicode(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 (a lone surrogate), or None when it can."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"holds a lone surrogate {text[exc.start]!a} at position {exc.start}, which is not Unicode text; "
+            "remove it or write the character itself."
+        )
+    return None
+
+
+def _resolve_ref(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Follow local ``{"$ref": "#/$defs/..."}`` references (the only kind the profile schema uses)."""
+    seen = 0
+    while "$ref" in schema and seen < 32:
+        node: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema, seen = node, seen + 1
+    return schema
+
+
+def _allows_integer(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
+def _integers_as_int(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """``value`` (schema-valid) with every float the schema accepts as an integer (``50.0``) made a Python int.
+
+    JSON Schema counts a number with a zero fraction as an integer, so ``"num_inference_steps": 50.0`` passes it;
+    the loader then promises an int (``range(n)``, step arithmetic). Containers on the way are copied, the
+    caller's data is left as it is; parts the schema does not describe (``calibration``) are kept untouched.
+    """
+    schema = _resolve_ref(schema, root)
+    if isinstance(value, float) and _allows_integer(schema) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        extra = extra if isinstance(extra, Mapping) else None
+        if not props and extra is None:
+            return value
+        out = {}
+        for key, child in value.items():
+            sub = props.get(key, extra)
+            out[key] = child if sub is None else _integers_as_int(child, sub, root)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_integers_as_int(child, schema["items"], root) for child in value]
+    return value
+
+
+@cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(profile_schema())
+
+
+#: What to write instead, per JSON Schema type, for the fix part of a type error.
+_TYPE_FIX = {
+    "integer": "an integer such as 50 (not 50.5, a string or true/false)",
+    "number": "a number such as 0.5 (not a string or true/false)",
+    "string": 'a string such as "large"',
+    "boolean": "true or false",
+    "object": "an object {...}",
+    "array": "an array [...]",
+    "null": "null",
+}
+
+
+def _schema_message(error: Any) -> str:
+    """``$.path: message`` for a jsonschema error; type errors also say what to write instead."""
+    message = f"{_json_path(error.absolute_path)}: {error.message}"
+    if error.validator == "type":
+        kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        fixes = [_TYPE_FIX.get(kind, kind) for kind in kinds]
+        message += f"; write {' or '.join(fixes)}."
+    return message
 
 
 def validate_profile_dict(data: Any) -> list[str]:
     """All problems of a profile dict as ``$.path: message`` lines; empty when it is valid."""
-    import jsonschema
+    return _checked(data)[1]
 
-    bad = list(_non_finite(data, "$"))
-    if bad:
-        return [f"{path}: {value} is not a finite number; profiles hold finite numbers only." for path, value in bad]
-    validator = jsonschema.Draft202012Validator(profile_schema())
-    schema_errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+
+def _checked(data: Any) -> tuple[dict | None, list[str]]:
+    """Validate ``data``: (the normalised profile dict, []) when valid, else (None, problems).
+
+    Order matters: plain-JSON check, then the schema, then integer normalisation (the semantic checks do step
+    arithmetic and need ints), then the checks the schema cannot express.
+    """
+    errors = _json_value_errors(data)
+    if errors:
+        return None, errors
+    schema_errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if schema_errors:
-        return [f"{_json_path(e.absolute_path)}: {e.message}" for e in schema_errors]
-    return _semantic_errors(data)
-
-
-def _non_finite(value: Any, path: str):
-    if isinstance(value, float) and not math.isfinite(value):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _non_finite(v, f"{path}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            yield from _non_finite(v, f"{path}[{i}]")
+        return None, [_schema_message(e) for e in schema_errors]
+    schema = profile_schema()
+    normalised = _integers_as_int(data, schema, schema)
+    errors = _semantic_errors(normalised)
+    return (None, errors) if errors else (normalised, [])
 
 
 def _semantic_errors(data: dict) -> list[str]:
@@ -388,10 +569,11 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     for role, n in cost["steps"].items():
         if counts.get(role, 0) != n:
             errors.append(f"$.cost.steps.{role}: {n} but the schedule runs {role} for {counts.get(role, 0)} steps.")
-    total = sum(cost["flops_per_step"][r] * n for r, n in counts.items() if n)
+    # In floats: an integer FLOP count times the step count may pass the float range; it becomes inf (no match).
+    total = sum(float(cost["flops_per_step"][r]) * n for r, n in counts.items() if n)
     if not math.isclose(total, cost["flops_total"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_total: {cost['flops_total']:.6g} but the schedule costs {total:.6g}.")
-    large_only = cost["flops_per_step"][ref] * steps
+    large_only = float(cost["flops_per_step"][ref]) * steps
     if not math.isclose(large_only, cost["flops_large_only"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}.")
     return errors
@@ -405,43 +587,134 @@ def shipped_profile_names() -> list[str]:
 
 def resolve_profile_path(name_or_path: str | os.PathLike) -> Path | Any:
     """A path to the profile file: an existing path, else a shipped profile of that name."""
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if path.is_file():
+    text = os.fspath(name_or_path) if isinstance(name_or_path, str | os.PathLike) else None
+    if not isinstance(text, str):
+        raise ProfileError(
+            f"a profile is named by a shipped name or a path (str or os.PathLike), got {type(name_or_path).__name__} "
+            f"{_short_repr(name_or_path)}; for a dict use Profile.from_dict(data)."
+        )
+    shown = _short_repr(text, 120)
+    try:
+        path = Path(text).expanduser()
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except (OSError, RuntimeError, ValueError) as exc:  # name too long, unknown ~user, ...
+        raise ProfileError(
+            f"profile {shown} is not a usable path ({getattr(exc, 'strerror', None) or exc}); give a .json file "
+            "or a shipped name."
+        ) from None
+    if is_file:
         return path
-    if path.is_dir():
-        raise ProfileError(f"profile {text!r} is a directory; give a .json file or a shipped name.")
+    if is_dir:
+        raise ProfileError(f"profile {shown} is a directory; give a .json file or a shipped name.")
     looks_like_path = text.endswith(".json") or os.sep in text or "/" in text
     if not looks_like_path:
         candidate = resources.files("flowblending.profiles").joinpath(f"{text}.json")
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):
+            pass  # not a shipped name either: reported below
     known = ", ".join(shipped_profile_names())
     if looks_like_path:
-        raise ProfileError(f"profile file {text!r} does not exist; check the path (shipped profiles: {known}).")
-    raise ProfileError(f"unknown profile {text!r}: no such file and no shipped profile of that name; known: {known}.")
+        raise ProfileError(f"profile file {shown} does not exist; check the path (shipped profiles: {known}).")
+    raise ProfileError(f"unknown profile {shown}: no such file and no shipped profile of that name; known: {known}.")
+
+
+class _Repeated(dict):
+    """A parsed JSON object whose text repeated a key (counts in ``repeated``); never leaves parse_profile_text."""
+
+    repeated: dict[str, int]
+
+
+class _HugeInteger:
+    """Stands in for an integer literal too long for ``int()`` (``sys.get_int_max_str_digits()``); never leaves
+    parse_profile_text."""
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+
+def parse_profile_text(text: str, source: str = "profile") -> Any:
+    """Parse profile JSON text (no validation) into plain Python values; unreadable text is a ProfileError.
+
+    Stricter than ``json.loads`` where JSON itself is loose: a repeated key in one object is an error (readers
+    disagree on which copy counts), and so is an integer too long for Python to convert. ``NaN`` and
+    ``Infinity``, which ``json`` accepts, parse to floats that validation then rejects with their JSON path.
+    """
+    flagged: list[bool] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        counts: dict[str, int] = {}
+        for key, _ in pairs:
+            counts[key] = counts.get(key, 0) + 1
+        flagged.append(True)
+        repeated = _Repeated(obj)
+        repeated.repeated = {key: n for key, n in counts.items() if n > 1}
+        return repeated
+
+    def parse_int(literal: str) -> int | _HugeInteger:
+        try:
+            return int(literal)
+        except ValueError:
+            flagged.append(True)
+            return _HugeInteger(len(literal.lstrip("-")))
+
+    try:
+        # a leading byte-order mark (some Windows editors write one) is skipped, as RFC 8259 allows
+        data = json.loads(text.removeprefix("\ufeff"), object_pairs_hook=pairs_hook, parse_int=parse_int)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(
+            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.", source=source
+        ) from None
+    except RecursionError:
+        raise ProfileError(
+            f"{source} nests its JSON too deeply to read; profiles nest at most {MAX_DEPTH} levels.", source=source
+        ) from None
+    if flagged:
+        raise ProfileError(f"{source} is not a valid profile", _text_errors(data), source)
+    return data
+
+
+def _text_errors(data: Any) -> list[str]:
+    """Where the parsed text repeated keys or held unconvertible integers, as ``$.path: message`` lines."""
+    errors: list[str] = []
+    stack: list[tuple[Any, str]] = [(data, "$")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Repeated):
+            for key, n in value.repeated.items():
+                errors.append(
+                    f"{path}: key {_short_repr(key)} appears {n} times in one object; keep exactly one (JSON readers "
+                    "disagree on which copy counts)."
+                )
+        if isinstance(value, dict):
+            stack.extend((child, path + _key_part(key)) for key, child in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in reversed(list(enumerate(value))))
+        elif isinstance(value, _HugeInteger):
+            errors.append(
+                f"{path}: an integer of {value.digits} digits is beyond the float range (about 1.8e308); profiles "
+                "hold numbers a float can represent."
+            )
+    return errors
 
 
 def read_profile_json(name_or_path: str | os.PathLike) -> tuple[Any, str]:
-    """Parse a profile file into a dict (no validation); errors give the line and column."""
+    """Parse a profile file into a dict (no validation); errors give the line and column or the JSON path."""
     path = resolve_profile_path(name_or_path)
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ProfileError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}).", source=source) from None
+        raise ProfileError(
+            f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8.", source=source
+        ) from None
     except OSError as exc:
         raise ProfileError(f"cannot read profile {source}: {exc.strerror or exc}.", source=source) from None
-    try:
-        return json.loads(text, parse_constant=lambda name: _reject_constant(name, source)), source
-    except json.JSONDecodeError as exc:
-        raise ProfileError(
-            f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.", source=source
-        ) from None
-
-
-def _reject_constant(name: str, source: str) -> Any:
-    raise ProfileError(f"{source} is not valid JSON: {name} is not a JSON number; profiles hold finite numbers only.")
+    return parse_profile_text(text, source), source
 
 
 def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:
@@ -454,9 +727,8 @@ def load_profile(name_or_path: str | os.PathLike | Profile) -> Profile:
 
 def save_profile(profile: Profile | Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Validate and write a profile atomically (a crash never leaves a half-written file)."""
-    data = profile.to_dict() if isinstance(profile, Profile) else dict(profile)
-    errors = validate_profile_dict(data)
-    if errors:
+    data, errors = _checked(profile.to_dict() if isinstance(profile, Profile) else dict(profile))
+    if data is None:
         raise ProfileError("refusing to save an invalid profile", errors)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """The routing transformer: one module set as ``pipe.transformer`` that runs the planned model at each step.
 
-DESIGN decision 1: stock diffusers pipelines are never forked. The router holds every role's transformer,
-exposes the base (large) model's ``config``, ``dtype`` and ``device``, and on each call looks up the current
-step from the pipeline's scheduler (``scheduler.step_index``, which is exact even when UniPC repeats a
-timestep) to pick the model of the planned segment. All calls of one step (Wan's cond and uncond calls,
-LTX's batched call) therefore go to the same model.
+Stock diffusers pipelines are never forked (docs/architecture.md#routing). The router holds every role's
+transformer, exposes the base (large) model's ``config``, ``dtype`` and ``device``, and on each call looks up the
+current step from the pipeline's scheduler (``scheduler.step_index``, which is exact even when UniPC repeats a
+timestep) to pick the model of the planned segment. All calls of one step (Wan's cond and uncond calls, LTX's
+batched call) therefore go to the same model.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class RoutingTransformer(ModelMixin):
         models: role -> transformer; the ``base_role`` model supplies ``config``, ``dtype`` and ``device``.
         schedule: segments over fractions of the process (see :mod:`flowblending.schedule`).
         base_role: the role whose pipeline this router is installed in (usually ``"large"``).
-        routing: ``"fraction"`` (step i of N runs the segment holding i/N, DESIGN decision 2) or ``"sigma"``
+        routing: ``"fraction"`` (step i of N runs the segment holding i/N) or ``"sigma"``
             (the segment whose noise-level range holds the step's sigma; needs ``boundary_sigmas``).
         boundary_sigmas: sigma at each boundary of the calibration setting (profile ``boundaries[*].sigma``).
     """
@@ -170,10 +170,6 @@ class RoutingTransformer(ModelMixin):
         # ModelMixin.dtype walks every module: read it once per run (pipe.to() between runs is picked up)
         self._dtypes = {role: model.dtype for role, model in self.roles.items()}
         self.counters = RunCounters(num_steps=n)
-
-    def plan_for(self, num_steps: int) -> tuple[str, ...]:
-        """Role per step for a fraction-routed run of ``num_steps`` steps."""
-        return tuple(self.schedule[k].model for k in plan_segments(self.schedule, num_steps))
 
     # --- the call -------------------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,8 +1,9 @@
 """Pure scheduling math: segments over fractions of the denoising process -> which model runs at each step.
 
-Paper section 3.3: the large model runs the early and late stages, the small model the middle. DESIGN
-decision 2: boundaries are fractions of the process; step ``i`` of ``N`` uses the segment that holds
-``i / N``. Fractions are compared exactly (``fractions.Fraction``) so that 0.4 x 50 is step 20, not 19.
+Paper section 3.3: the large model runs the early and late stages, the small model the middle. Boundaries are
+fractions of the process, so one schedule fits any step count (docs/architecture.md#schedules); step ``i`` of
+``N`` uses the segment that holds ``i / N``. Fractions are compared exactly (``fractions.Fraction``) so that
+0.4 x 50 is step 20, not 19.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def plan_segments(segments: Sequence[Segment], num_steps: int) -> tuple[int, ...
 
 
 def plan_steps(segments: Sequence[Segment], num_steps: int) -> tuple[str, ...]:
-    """Role that runs each of ``num_steps`` denoising steps (DESIGN decision 2, paper sec 3.3)."""
+    """Role that runs each of ``num_steps`` denoising steps (step i of N uses the segment holding i/N)."""
     return tuple(segments[k].model for k in plan_segments(segments, num_steps))
 
 
@@ -196,8 +197,3 @@ def pattern_of(segments: Sequence[Segment]) -> str:
     """Letter pattern of a schedule (``LSL``); roles without a letter are written in brackets."""
     letter_of = {v: k for k, v in ROLE_LETTERS.items()}
     return "".join(letter_of.get(s.model, f"[{s.model}]") for s in segments)
-
-
-def boundary_fractions(segments: Sequence[Segment]) -> tuple[float, ...]:
-    """The inner boundaries (start of every segment but the first)."""
-    return tuple(s.start for s in segments[1:])

@@ -41,3 +41,16 @@ def wan_profile_path(tiny_wan, tmp_path_factory):
     from flowblending.testing import save_tiny_profile
 
     return save_tiny_profile(tiny_wan, tmp_path_factory.mktemp("profiles") / "tiny-wan.json", steps=10)
+
+
+@pytest.fixture(scope="session")
+def calibration_assets(tmp_path_factory, tiny_wan):
+    """The tiny Wan pair with a tiny DINOv2 feature model and 40 reference frames, for calibrations."""
+    from flowblending.testing import save_reference_frames, save_tiny_dinov2
+
+    root = tmp_path_factory.mktemp("calibration")
+    return {
+        "dino": save_tiny_dinov2(root / "dino"),
+        "reference": save_reference_frames(root / "reference", count=40),
+        "pair": tiny_wan,
+    }

@@ -9,26 +9,20 @@ import pytest
 from click.testing import CliRunner
 
 from calibrate.config import CalibrationConfig
-from calibrate.protocol import naive_calls, shared_calls
-from calibrate.runner import calibrate, grid_steps
+from calibrate.methods.full import full_calls, naive_calls
+from calibrate.runner import calibrate
+from calibrate.sampling import grid_steps
 from flowblending.cli import cli
 from flowblending.profile import load_profile
-from flowblending.testing import save_reference_frames, save_tiny_dinov2
 
 STEPS = 10
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory, tiny_wan):
-    root = tmp_path_factory.mktemp("calib")
-    prompts = root / "prompts.txt"
+def assets(tmp_path_factory, calibration_assets):
+    prompts = tmp_path_factory.mktemp("calib") / "prompts.txt"
     prompts.write_text("# calibration prompts\na red circle moving left\n\na blue square moving up\n")
-    return {
-        "prompts": prompts,
-        "dino": save_tiny_dinov2(root / "dino"),
-        "reference": save_reference_frames(root / "reference", count=40),
-        "pair": tiny_wan,
-    }
+    return {**calibration_assets, "prompts": prompts}
 
 
 def _config(assets, **kw):
@@ -112,8 +106,8 @@ def test_call_formulas_on_the_papers_wan_protocol():
     early = [0, 10, 20, 30, 40]
     late = [10, 20, 30, 40]
     naive = naive_calls(50, 2, early, 20, late)
-    shared = shared_calls(50, 2, early, 20, late)
-    assert naive["large"] // 2 == 270  # large-step evaluations done naively (issue 3)
+    shared = full_calls(50, 2, early, [r for r in late if r > 20])
+    assert naive["large"] // 2 == 270  # large-step evaluations done naively
     assert shared["large"] // 2 == 80
     assert naive["large"] / shared["large"] >= 3
     assert grid_steps(0.2, 50, include_zero=True) == [0, 10, 20, 30, 40]

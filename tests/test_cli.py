@@ -108,17 +108,13 @@ def test_empty_prompt_file_and_missing_image_exit_2(runner, tmp_path):
     empty.write_text("# only a comment\n\n")
     result = runner.invoke(cli, ["run", "--profile", "wan21", "--prompts", str(empty)])
     assert result.exit_code == 2 and "holds no prompt" in result.output
-    result = runner.invoke(
-        cli, ["run", "--profile", "ltxv", "--prompt", "x", "--image", str(tmp_path / "no.png")]
-    )
+    result = runner.invoke(cli, ["run", "--profile", "ltxv", "--prompt", "x", "--image", str(tmp_path / "no.png")])
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
 def test_missing_model_offline_is_one_message(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = runner.invoke(
-        cli, ["run", "--profile", "wan21", "--prompt", "a dog", "--output", str(tmp_path / "d.mp4")]
-    )
+    result = runner.invoke(cli, ["run", "--profile", "wan21", "--prompt", "a dog", "--output", str(tmp_path / "d.mp4")])
     assert result.exit_code == 2
     assert "Wan-AI/Wan2.1-T2V-14B-Diffusers" in result.output
     assert "huggingface-cli download" in result.output

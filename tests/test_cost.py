@@ -54,8 +54,7 @@ def test_meta_device_count_equals_a_count_on_real_weights(tiny_wan):
     meta = measure_call_flops(pipe.transformer, *calls[0])
     assert all(t.device.type == "meta" for t in calls[0][1].values() if isinstance(t, torch.Tensor))
     real_kwargs = {
-        k: (torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) else v)
-        for k, v in calls[0][1].items()
+        k: (torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) else v) for k, v in calls[0][1].items()
     }
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:

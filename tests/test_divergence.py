@@ -166,9 +166,7 @@ def test_monotone_decreasing_has_no_late_rise():
     early, late = divergence_boundaries(mean, std)
     assert (early, late) == (0.8, 1.0)
     msgs = divergence_premise(mean, std, early, late)
-    assert msgs == [
-        "no U-shape: no late rise, the valley reaches the last step (divergence does not rise at the end)"
-    ]
+    assert msgs == ["no U-shape: no late rise, the valley reaches the last step (divergence does not rise at the end)"]
 
 
 def test_monotone_increasing_has_no_early_stage():

@@ -1,4 +1,4 @@
-"""Frame features and metrics (DESIGN 5): tiny DINOv2/CLIP saved to a temp dir, fakes checked by hand."""
+"""Frame features and metrics : tiny DINOv2/CLIP saved to a temp dir, fakes checked by hand."""
 
 from __future__ import annotations
 
@@ -262,9 +262,7 @@ def test_psnr_ssim_by_hand():
     b[0, 1] += 0.01
     b[1] += 0.05
     psnr, _ = psnr_ssim(a, b)
-    torch.testing.assert_close(
-        psnr, torch.tensor([30.0, 20 * math.log10(20)], dtype=torch.float64), atol=1e-3, rtol=0
-    )
+    torch.testing.assert_close(psnr, torch.tensor([30.0, 20 * math.log10(20)], dtype=torch.float64), atol=1e-3, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------- FID
@@ -399,10 +397,6 @@ def test_state_merge_fallback_without_merge_state_sums_states():
 
     from calibrate.metrics import FID_STATE_KEYS, _add_states
 
-    old = SimpleNamespace(
-        **{key: torch.ones(2, dtype=torch.float64) for key in FID_STATE_KEYS}
-    )  # torchmetrics < 1.6
+    old = SimpleNamespace(**{key: torch.ones(2, dtype=torch.float64) for key in FID_STATE_KEYS})  # torchmetrics < 1.6
     _add_states(old, {key: torch.full((2,), 2.0, dtype=torch.float64) for key in FID_STATE_KEYS})
-    assert all(
-        torch.equal(getattr(old, key), torch.full((2,), 3.0, dtype=torch.float64)) for key in FID_STATE_KEYS
-    )
+    assert all(torch.equal(getattr(old, key), torch.full((2,), 3.0, dtype=torch.float64)) for key in FID_STATE_KEYS)

@@ -52,8 +52,9 @@ def test_missing_role_and_unknown_role_are_clear(tiny_wan, wan_profile_path):
     with pytest.raises(FlowBlendingError, match="no transformer was given for them"):
         flowblending.apply_profile(pipe, wan_profile_path)
     with pytest.raises(FlowBlendingError, match="does not define"):
-        flowblending.apply_profile(pipe, wan_profile_path, transformers={"small": pipe.transformer,
-                                                                         "huge": pipe.transformer})
+        flowblending.apply_profile(
+            pipe, wan_profile_path, transformers={"small": pipe.transformer, "huge": pipe.transformer}
+        )
 
 
 def test_a_local_dir_without_a_model_is_one_message(wan_profile_path, tmp_path):
@@ -69,8 +70,8 @@ def test_run_writes_one_video_per_prompt_and_skips_existing(wan_profile_path, tm
     prompts = tmp_path / "p.txt"
     prompts.write_text("a red circle\n# skip me\na blue square\n")
     out = tmp_path / "videos"
-    args = ["run", "--profile", str(wan_profile_path), "--prompts", str(prompts), "--output-dir", str(out),
-            "--steps", "4"]
+    args = ["run", "--profile", str(wan_profile_path), "--prompts", str(prompts)]
+    args += ["--output-dir", str(out), "--steps", "4"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
     videos = sorted(p.name for p in out.iterdir())
@@ -83,8 +84,8 @@ def test_run_writes_one_video_per_prompt_and_skips_existing(wan_profile_path, tm
 
 def test_run_reports_steps_calls_and_flops(wan_profile_path, tmp_path):
     gif = tmp_path / "v.gif"
-    result = CliRunner().invoke(cli, ["run", "--profile", str(wan_profile_path), "--prompt", "a red circle",
-                                      "--output", str(gif), "--schedule", "LSL"])
+    args = ["run", "--profile", str(wan_profile_path), "--prompt", "a red circle"]
+    result = CliRunner().invoke(cli, [*args, "--output", str(gif), "--schedule", "LSL"])
     assert result.exit_code == 0, result.output
     assert "steps: large 6, small 4 (transformer calls: large 12, small 8)" in result.output
     profile = load_profile(wan_profile_path)

@@ -121,7 +121,7 @@ def test_not_json_gives_line_and_column(tmp_path):
 def test_nan_is_rejected(tmp_path):
     bad = tmp_path / "nan.json"
     bad.write_text(json.dumps(_wan21()).replace('"flops_ratio": ', '"flops_ratio": NaN, "x": '))
-    with pytest.raises(ProfileError, match="NaN"):
+    with pytest.raises(ProfileError, match=r"\$\.cost\.flops_ratio: NaN is not a finite number"):
         load_profile(bad)
 
 

@@ -1,4 +1,4 @@
-"""Record/replay exactness (DESIGN decision 3) and same-pass divergence (decision 4) on tiny Wan and LTX."""
+"""Record/replay exactness and same-pass divergence on tiny Wan and LTX."""
 
 from __future__ import annotations
 

@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from calibrate.report import side_by_side, write_report
+from calibrate.record import CalibrationRecord
+from calibrate.report import (
+    CONTACT_BLOCK_GAP,
+    CONTACT_LABEL_WIDTH,
+    CONTACT_TITLE_HEIGHT,
+    contact_sheet,
+    side_by_side,
+    write_contact_sheet,
+    write_report,
+)
 
 N = 20
 
@@ -25,9 +34,10 @@ def _calibration(holds: bool = True) -> dict:
     x_early = [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0]
     dino = [0.55, 0.75, 0.88, 0.94, 0.97, 0.98, 0.985, 0.99, 0.995, 0.998, 1.0]
     fid = [3.0, 2.0, 1.5, 1.23, 1.6, 2.5]  # V-curve, minimum at 80
+    l2_call = {"mean": list(l2_mean), "std": list(l2_std)}
     per_call = {
-        "cond": {"cosine": {"mean": list(cos_mean * 1.1), "std": list(cos_std)}, "l2": {"mean": list(l2_mean)}},
-        "uncond": {"cosine": {"mean": list(cos_mean * 0.9), "std": list(cos_std)}, "l2": {"mean": list(l2_mean)}},
+        "cond": {"cosine": {"mean": list(cos_mean * 1.1), "std": list(cos_std)}, "l2": l2_call},
+        "uncond": {"cosine": {"mean": list(cos_mean * 0.9), "std": list(cos_std)}, "l2": l2_call},
     }
     return {
         "method": "full",
@@ -36,7 +46,7 @@ def _calibration(holds: bool = True) -> dict:
         "seeds": [0, 1],
         "divergence": {
             "fraction": list(f),
-            "sigma": [1.0 - i / N for i in range(N - 1)] + [None],  # last sigma unknown -> "n/a"
+            "sigma": [1.0 - i / N for i in range(N - 1)] + [math.nan],  # last sigma unknown -> "n/a"
             "cosine": {"mean": list(cos_mean), "std": list(cos_std)},
             "l2": {"mean": list(l2_mean), "std": list(l2_std)},
             "per_call": per_call,
@@ -66,7 +76,12 @@ def _calibration(holds: bool = True) -> dict:
             "premise": [],
         },
         "premise": {"holds": holds, "failed": [] if holds else ["early: Algorithm 1 lands on the last point (100%)"]},
-        "calls": {"computed": {"large": 80, "small": 310}, "naive": {"large": 270, "small": 400}},
+        "calls": {
+            "computed": {"large": 80, "small": 310},
+            "naive": {"large": 270, "small": 400},
+            "formula": {"large": 80, "small": 310},
+            "calls_per_step": 2,
+        },
         "notes": ["demo similarities/FIDs use the demo feature model"],
     }
 
@@ -187,14 +202,15 @@ def test_divergence_method_has_no_sweep_sections(tmp_path):
     cal = _calibration()
     cal.update(method="divergence", early=None, late=None)
     cal["divergence"]["per_call"] = {}
-    cal["calls"] = {"computed": {"large": 20, "small": 20}, "naive": {"large": 20, "small": 20}}
+    cal["calls"] |= {"computed": {"large": 20, "small": 20}, "naive": {"large": 20, "small": 20}}
     out = tmp_path / "rep"
     out.mkdir()
-    for stale in ("early.png", "late.png"):  # plots of an earlier full report in the same folder
+    for stale in ("early.png", "late.png", "contact-sheet.png"):  # images of an earlier full report in the folder
         (out / stale).write_bytes(b"old")
     path = write_report(cal, out, profile=_profile())
     assert _png(out / "divergence.png").width >= 800
     assert not (out / "early.png").exists() and not (out / "late.png").exists()
+    assert not (out / "contact-sheet.png").exists()
     md = path.read_text(encoding="utf-8")
     assert "## Velocity divergence" in md and "](divergence.png)" in md
     assert "Early boundary" not in md and "Late boundary" not in md and "early.png" not in md
@@ -240,3 +256,122 @@ def test_missing_matplotlib_gives_install_hint(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "flowblending\[calibrate\]"'):
         write_report(_calibration(), tmp_path)
     assert not (tmp_path / "report.md").exists()
+
+
+def test_full_report_links_contact_sheet_above_gifs(full):
+    _, _, path = full
+    md = path.read_text(encoding="utf-8")
+    assert "](contact-sheet.png)" in md
+    assert md.index("](contact-sheet.png)") < md.index("](sample-0.gif)")
+    sheet = _png(path.parent / "contact-sheet.png")
+    cell = 32 * 3  # 32 px frames, smallest factor that reaches the 96 px minimum cell
+    assert sheet.size == (CONTACT_LABEL_WIDTH + 9 * (2 + cell), 2 * (CONTACT_TITLE_HEIGHT + 3 * cell + 2 * 2) + 8)
+    assert not [p.name for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def _video(frames: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (frames, size, size, 3), dtype=np.uint8)
+
+
+def test_write_contact_sheet_size_by_hand(tmp_path):
+    labels = ("large-only", "calibrated", "small-only")
+    samples = {p: {lab: _video(4, 8, i) for i, lab in enumerate(labels)} for p in ("a cat", "a dog")}
+    path = write_contact_sheet(samples, tmp_path / "sheet.png", scale=4)
+    assert path == tmp_path / "sheet.png"
+    sheet = np.asarray(_png(path))
+    # per block: label column, then 4 x (2 px gap + 32 px cell) across; 3 rows of 32 px with 2 gaps of 2 px down
+    width = CONTACT_LABEL_WIDTH + 4 * (2 + 32)
+    block = CONTACT_TITLE_HEIGHT + 3 * 32 + 2 * 2
+    assert sheet.shape == (2 * block + CONTACT_BLOCK_GAP, width, 3)
+    assert CONTACT_BLOCK_GAP == 8 and CONTACT_LABEL_WIDTH == 120 and CONTACT_TITLE_HEIGHT == 20
+    assert sheet.shape == (248, 256, 3)
+    # second prompt, middle row ("calibrated"), third frame: every source pixel is a 4x4 block of itself
+    top, left = block + CONTACT_BLOCK_GAP + CONTACT_TITLE_HEIGHT + 32 + 2, CONTACT_LABEL_WIDTH + 2 * (2 + 32) + 2
+    cell = sheet[top : top + 32, left : left + 32]
+    assert np.array_equal(cell, samples["a dog"]["calibrated"][2].repeat(4, axis=0).repeat(4, axis=1))
+    title = sheet[block + CONTACT_BLOCK_GAP : block + CONTACT_BLOCK_GAP + CONTACT_TITLE_HEIGHT]
+    assert (title < 128).any()  # the prompt is written in its title line
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "sheet.png"]  # written atomically, nothing left
+
+
+def test_contact_sheet_nearest_neighbour_and_white_gaps():
+    rows = {"large-only": _video(4, 8, 0), "calibrated": _video(4, 8, 1), "L-S-S": _video(2, 8, 2)}
+    grid = contact_sheet(rows, scale=4, label_width=50)
+    assert grid.dtype == np.uint8 and grid.shape == (3 * 32 + 2 * 2, 50 + 4 * (2 + 32), 3)
+    for r, video in enumerate(rows.values()):
+        top = r * (32 + 2)
+        for f, frame in enumerate(video):
+            left = 50 + 2 + f * (32 + 2)
+            assert np.array_equal(grid[top : top + 32, left : left + 32], np.kron(frame, np.ones((4, 4, 1), np.uint8)))
+        assert (grid[top : top + 32, 50:52] == 255).all()  # gap between label and first frame
+        for f in range(1, 4):  # gaps between frames
+            gap = 50 + f * (32 + 2)
+            assert (grid[top : top + 32, gap : gap + 2] == 255).all()
+        assert (grid[top : top + 32, :50] < 128).any()  # the row label
+    for r in (1, 2):  # gaps between rows
+        assert (grid[r * 34 - 2 : r * 34, 50:] == 255).all()
+    assert (grid[68:100, 50 + 2 * 34 :] == 255).all()  # the 2-frame row ends early on white
+
+
+def test_contact_sheet_default_scale_float_frames_and_errors():
+    video = _video(3, 10, 5)
+    grid = contact_sheet({"small-only": video.astype(np.float32) / 255}, label_width=0, gap=1)
+    assert grid.shape == (100, 3 * (1 + 100), 3)  # ceil(96 / 10) = 10: a 100 px cell
+    assert np.array_equal(grid[:, 1:101], video[0].repeat(10, axis=0).repeat(10, axis=1))
+    assert contact_sheet({"a": video}, min_cell=1, label_width=0).shape == (10, 3 * 12, 3)  # no enlargement
+    with pytest.raises(ValueError, match="scale must be a positive integer"):
+        contact_sheet({"a": video}, scale=0)
+    with pytest.raises(ValueError, match=r"'bad'.*\(F, H, W, 3\)"):
+        contact_sheet({"bad": np.zeros((2, 4, 4, 2))})
+
+
+def test_record_and_dict_give_the_same_report(tmp_path, full):
+    cal, _, path = full
+    record = CalibrationRecord.from_dict(cal)
+    again = write_report(record, tmp_path, profile=_profile(), samples=_samples())
+    assert again.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+
+
+def test_kid_metric_is_named_with_its_generated_frames(tmp_path):
+    cal = _calibration()
+    late = cal["late"]
+    late["kid"] = [v / 100 for v in late.pop("fid")]
+    late["chosen"] = {"index": 3, "x": 80.0, "kid": 0.0123}
+    late |= {"metric": "kid", "source": "kid", "generated_frames": 96}
+    path = write_report(cal, tmp_path, profile=_profile())
+    md = path.read_text(encoding="utf-8")
+    assert "## Late boundary: KID sweep (paper sec 4.3)" in md and "](late.png)" in md
+    assert "over 96 generated frames against 512 reference frames" in md
+    assert "| x (%) | step | KID | chosen |" in md and "| 80.0 | 16 | 0.0123 | ★ |" in md
+    assert "Late boundary (KID minimum): large model again from 80.0% (KID 0.0123)" in md
+    assert "DINO early sweep, KID late sweep" in md and "FID" not in md.split("## Notes")[0]
+    assert _png(tmp_path / "late.png").width >= 500
+
+
+def _sweep_calibration() -> dict:
+    patterns = ["".join(p) for p in itertools.product("LS", repeat=3)]
+    flops = [float(3 - p.count("S") * 0.8) * 1e9 for p in patterns]
+    fid = [1.0 + p.count("S") * 0.3 + 0.05 * i for i, p in enumerate(patterns)]
+    cal = _calibration()
+    cal.update(method="sweep", early=None, late=None, premise={"holds": True, "failed": [], "tested": False})
+    cal["sweep"] = {
+        "segments": 3, "patterns": patterns, "flops": flops, "fid": fid, "dino": [1 - f / 10 for f in fid],
+        "front_fid": [0, 1, 7], "front_dino": [0, 7], "tolerance": 0.5,
+        "rule": "cheapest schedule with FID <= large-only FID x (1 + 0.5)",
+        "chosen": {"index": 2, "pattern": "LSL", "flops": flops[2], "fid": fid[2], "dino": 0.9},
+        "large_only": {"pattern": "LLL", "fid": fid[0]}, "reference_frames": 64,
+        "cost": {"summary": ["24 segment evaluations instead of 48"]},
+    }  # fmt: skip
+    return cal
+
+
+def test_sweep_report_has_front_and_schedule_table(tmp_path):
+    path = write_report(_sweep_calibration(), tmp_path, profile=_profile())
+    md = path.read_text(encoding="utf-8")
+    assert "## Schedule sweep: every segment pattern (paper sec 5.2)" in md and "](front.png)" in md
+    assert "- Chosen: `LSL` (cheapest schedule with FID <= large-only FID x (1 + 0.5))" in md
+    assert "- 24 segment evaluations instead of 48" in md
+    assert "Premise: not tested" in md and "does not hold" not in md
+    assert _png(tmp_path / "front.png").width >= 500
+    csv = (tmp_path / "schedules.csv").read_text(encoding="utf-8").splitlines()
+    assert csv[0] == "pattern,flops,fid,dino" and len(csv) == 9 and csv[3].startswith("LSL,")

@@ -1,4 +1,4 @@
-"""Pure schedule math: which role runs each step (DESIGN decision 2), overrides, sigma routing."""
+"""Pure schedule math: which role runs each step, overrides, sigma routing."""
 
 from __future__ import annotations
 

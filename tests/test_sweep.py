@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from calibrate.pareto import choose_within_tolerance
-from calibrate.protocol import Generator, Unit
 from calibrate.replay import Recording
-from calibrate.sweep import TrieStats, all_patterns, beam_search, pattern_plan, segment_steps, walk_trie
+from calibrate.sampling import ReplaySampler, Unit
+from calibrate.trie import TrieStats, all_patterns, beam_search, pattern_plan, segment_steps, walk_trie
 from flowblending.schedule import plan_steps, segments_from_pattern
 
 STEPS = 8
@@ -79,8 +79,8 @@ def test_counting_convention_for_eight_segments():
 
 
 @dataclass
-class LoggingGenerator(Generator):
-    """A Generator that logs every run's per-step sources: the role computing the step, or "replay"."""
+class LoggingSampler(ReplaySampler):
+    """A ReplaySampler that logs every run's per-step sources: the role computing the step, or "replay"."""
 
     log: list[list[str]] = field(default_factory=list)
 
@@ -97,7 +97,7 @@ def gen(tiny_wan):
     pipe.set_progress_bar_config(disable=True)
     large = pipe.transformer.eval()
     small = type(large).from_pretrained(tiny_wan.small_dir).eval()
-    return LoggingGenerator(pipe, {"large": large, "small": small}, tiny_wan.kwargs(), STEPS)
+    return LoggingSampler(pipe, {"large": large, "small": small}, tiny_wan.kwargs(), STEPS)
 
 
 def _live_recordings() -> int:

@@ -29,6 +29,7 @@ from flowblending.testing import (
     save_tiny_ltx_pair,
     save_tiny_wan_pair,
     tiny_tokenizer,
+    tiny_umt5_config,
 )
 
 # DPMSolverMultistepScheduler.set_timesteps trips a numpy 2 DeprecationWarning inside diffusers.
@@ -165,6 +166,15 @@ def test_large_and_small_are_compatible_but_different(pairs, name: str) -> None:
     assert small_width < large_width
 
 
+@pytest.mark.parametrize("name", ["wan", "ltx"])
+def test_text_encoders_are_built_from_the_shared_tiny_config(pairs, name: str) -> None:
+    pair = pairs[name]
+    saved = json.loads((pair.pipeline_dir / "text_encoder" / "config.json").read_text())
+    expected = tiny_umt5_config(len(tiny_tokenizer()))
+    assert {k: saved[k] for k in expected} == expected
+    assert saved["architectures"] == ["UMT5EncoderModel" if name == "wan" else "T5EncoderModel"]
+
+
 def test_layer_counts_are_configurable_and_checked(tmp_path: Path) -> None:
     pair = save_tiny_wan_pair(tmp_path / "w", large_layers=3, small_layers=2)
     assert json.loads((pair.pipeline_dir / "transformer" / "config.json").read_text())["num_layers"] == 3
@@ -288,9 +298,7 @@ def test_wan_calls_twice_per_step_cond_then_uncond_and_step_index_is_lazy(pairs,
         assert call["timestep"].item() == pytest.approx(timesteps[i // 2].item())
         assert call["hidden_states"].dim() == 5  # (B, C, F, H, W)
     with torch.no_grad():
-        cond, uncond = pipe.encode_prompt(
-            PROMPT, NEGATIVE, max_sequence_length=pair.call_kwargs["max_sequence_length"]
-        )
+        cond, uncond = pipe.encode_prompt(PROMPT, NEGATIVE, max_sequence_length=pair.call_kwargs["max_sequence_length"])
     assert torch.equal(calls[0]["encoder_hidden_states"], cond)
     assert torch.equal(calls[1]["encoder_hidden_states"], uncond)
     assert torch.equal(calls[0]["hidden_states"], calls[1]["hidden_states"])

@@ -3,7 +3,7 @@
 The paper divides the trajectory into 12.5% segments (K = 8) and evaluates "nearly the entire space" of
 large/small assignments (Figure 7). From scratch that is 2^K generations of K segments each. Schedules that
 share a prefix share its trajectory exactly (the same inputs reach the same transformer), so with record
-and replay (DESIGN decision 3) every prefix of segments, a node of the prefix trie, is computed once:
+and replay every prefix of segments, a node of the prefix trie, is computed once.
 
 Counting convention (per (prompt, seed) unit, two roles). A *segment evaluation* is one segment of the
 trajectory computed by one role: a trie node at depth ``d + 1`` (a prefix ending in segment ``d``). The
@@ -12,6 +12,11 @@ trie has ``2^(d+1)`` nodes at depth ``d + 1``, half of them ending in each role,
 all ``K`` segments, ``K * 2^(K-1)`` per role. K = 8: 255 against 1024 per role (510 against 2048 in all).
 Transformer calls weigh each segment by its steps: ``c * sum_d 2^d * |segment d|`` per role against
 ``c * N * 2^(K-1)`` from scratch (``c`` calls per step: 2 for Wan with CFG, 1 for LTX).
+
+The divergence pass rides on the first leaf (large-only): with ``shadow="small"`` the small model is evaluated on
+the large model's inputs there (paper App. C), and its outputs at the segment starts are reused by the nodes
+``L^d S`` (a small segment right after a large-only prefix sees exactly those inputs), so those ``K`` small steps
+are not computed twice: ``c * (sum_d 2^d * |segment d| + N - K)`` small calls per unit with the shadow.
 
 For larger K (16, or one segment per step) :func:`beam_search` walks the same trie but keeps only the
 ``beam_width`` most promising prefixes per depth.
@@ -29,8 +34,8 @@ import torch
 from flowblending.schedule import ROLE_LETTERS
 
 from .pareto import choose_within_tolerance
-from .protocol import Generator, Unit
-from .replay import Recording
+from .replay import Recording, ReplayTransformer
+from .sampling import ReplaySampler, Unit
 
 #: role name -> its pattern letter (``large`` -> ``L``).
 LETTER_OF = {role: letter for letter, role in ROLE_LETTERS.items()}
@@ -45,8 +50,8 @@ def _positive_int(name: str, value: object, fix: str) -> int:
 def segment_steps(num_steps: int, segments: int) -> list[range]:
     """The steps of each of ``segments`` equal segments: segment j holds steps i with i/N in [j/K, (j+1)/K).
 
-    Paper sec 5.2 (12.5% segments for K = 8) with DESIGN decision 2 (step i of N runs the segment holding
-    i/N): segment j starts at ``ceil(j * N / K)``, the rule of :func:`flowblending.schedule.first_step`,
+    Paper sec 5.2 (12.5% segments for K = 8) with the runtime's rule that step i of N runs the segment holding
+    i/N: segment j starts at ``ceil(j * N / K)``, the rule of :func:`flowblending.schedule.first_step`,
     computed here in exact integer arithmetic.
     """
     n = _positive_int("num_steps", num_steps, "pass the number of denoising steps")
@@ -95,7 +100,7 @@ def all_patterns(segments: int, roles: Sequence[str] = ("large", "small")) -> li
 def pattern_plan(pattern: str, num_steps: int) -> list[str]:
     """The role of every step for a pattern of equal segments (``LSL`` at 9 steps: 3 large, 3 small, 3 large).
 
-    Sec 5.2's schedules on the steps of :func:`segment_steps`; compute-only sources for ``Generator.run``.
+    Sec 5.2's schedules on the steps of :func:`segment_steps`; compute-only sources for ``ReplaySampler.run``.
     """
     if not isinstance(pattern, str) or not pattern or any(c not in ROLE_LETTERS for c in pattern):
         raise ValueError(
@@ -124,6 +129,7 @@ class TrieStats:
     segment_evaluations: dict[str, int] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     replayed: int = 0
+    reused: int = 0
     calls_per_step: int = 0
     max_stack: int = 0
 
@@ -180,64 +186,93 @@ def _sources(spans: Sequence[range], replay: Sequence[Recording], compute: Seque
 
 
 def _run(
-    gen: Generator,
+    sampler: ReplaySampler,
     unit: Unit,
     spans: Sequence[range],
     replay: Sequence[Recording],
     compute: Sequence[str],
     keep: range,
     stats: TrieStats,
-) -> tuple[torch.Tensor, list[Recording]]:
-    """One generation that replays ``replay`` and computes ``compute``; the recordings of segments ``keep``."""
-    frames, transformer = gen.run(unit, _sources(spans, replay, compute), record=len(keep) > 0)
+    **options: object,
+) -> tuple[torch.Tensor, list[Recording], ReplayTransformer]:
+    """One generation that replays ``replay`` and computes ``compute``; the recordings of segments ``keep``.
+
+    ``options`` go to :meth:`ReplaySampler.run` (shadow, keep_shadow, reuse, capture).
+    """
+    frames, transformer = sampler.run(unit, _sources(spans, replay, compute), record=len(keep) > 0, **options)
     kept = [transformer.recording.restrict(spans[d]) for d in keep]
     transformer.recording = Recording()  # the pipeline still holds the transformer: drop the full recording
     stats.runs += 1
     stats.replayed += transformer.replayed
+    stats.reused += transformer.reused
+    shadow = options.get("shadow")
     for role, n in transformer.counters.calls.items():
         stats.calls[role] = stats.calls.get(role, 0) + n
     for role in compute:
         stats.segment_evaluations[role] = stats.segment_evaluations.get(role, 0) + 1
     if not stats.calls_per_step and not replay:  # a run that computed every step
-        stats.calls_per_step = sum(transformer.counters.calls.values()) // gen.num_steps
-    return frames, kept
+        main = sum(n for role, n in transformer.counters.calls.items() if role != shadow)
+        stats.calls_per_step = main // sampler.num_steps
+    return frames, kept, transformer
+
+
+def _segment_starts(spans: Sequence[range]) -> list[int]:
+    return [span.start for span in spans]
 
 
 def walk_trie(
-    gen: Generator,
+    sampler: ReplaySampler,
     unit: Unit,
     segments: int,
     on_leaf: Callable[[str, torch.Tensor], None],
     roles: Sequence[str] = ("large", "small"),
     *,
     stats: TrieStats | None = None,
+    shadow: str | None = None,
+    on_first: Callable[[ReplayTransformer], None] | None = None,
 ) -> TrieStats:
     """Every assignment of ``segments`` equal segments to ``roles``, by a depth-first walk of the prefix trie.
 
-    Paper sec 5.2's exhaustive sweep with DESIGN decision 3: leaves are visited in :func:`all_patterns` order
-    (the first is large-only, so later leaves can be compared with it). A leaf that first differs from the
-    previous one at segment j replays segments < j from the stack of per-depth recordings and computes
+    Paper sec 5.2's exhaustive sweep with record and replay: leaves are visited in :func:`all_patterns` order
+    (the first is ``roles[0]`` only, so later leaves can be compared with it). A leaf that first differs from
+    the previous one at segment j replays segments < j from the stack of per-depth recordings and computes
     segments >= j, recording them; so every trie node is computed exactly once and memory holds only the
     current path (at most K - 1 segment recordings: the last segment has no children). ``on_leaf(pattern,
     frames)`` receives each schedule's frames (1, F, 3, H, W), bit-identical to generating it from scratch.
+    With ``shadow`` (a role), the first leaf also evaluates that role on its inputs (divergence, App. C), and
+    the shadow's outputs at the segment starts are reused by the nodes that switch to it after a ``roles[0]``
+    prefix; ``on_first(transformer)`` receives the first leaf's transformer (divergence log, captured inputs).
     Pass the same ``stats`` for every unit to total them over units; returns that ``stats`` (or a new one).
     """
     k = _positive_int("segments", segments, "pass the number of equal segments, e.g. 8")
-    _letters(roles, gen.models)
-    spans = segment_steps(gen.num_steps, k)
+    _letters(roles, sampler.models)
+    if shadow is not None and shadow not in roles[1:]:
+        raise ValueError(f"shadow must be one of the other roles {tuple(roles[1:])}, got {shadow!r}")
+    spans = segment_steps(sampler.num_steps, k)
     if stats is None:
-        stats = TrieStats(k, gen.num_steps, tuple(roles))
-    elif (stats.segments, stats.num_steps, stats.roles) != (k, gen.num_steps, tuple(roles)):
+        stats = TrieStats(k, sampler.num_steps, tuple(roles))
+    elif (stats.segments, stats.num_steps, stats.roles) != (k, sampler.num_steps, tuple(roles)):
         raise ValueError(
             f"stats was made for segments={stats.segments}, num_steps={stats.num_steps}, roles={stats.roles}, "
-            f"not segments={k}, num_steps={gen.num_steps}, roles={tuple(roles)}: pass stats=None or matching stats"
+            f"not segments={k}, num_steps={sampler.num_steps}, roles={tuple(roles)}: pass stats=None or matching "
+            "stats"
         )
     stats.units += 1
     stack: list[Recording] = []  # stack[d]: recording of segment d on the current path
     previous: tuple[str, ...] | None = None
+    reuse: dict[str, dict[str, torch.Tensor]] = {}
     for leaf in itertools.product(roles, repeat=k):
         j = 0 if previous is None else next(d for d in range(k) if leaf[d] != previous[d])
-        frames, fresh = _run(gen, unit, spans, stack[:j], leaf[j:], range(j, k - 1), stats)
+        if previous is None and shadow is not None:
+            options = {"shadow": shadow, "keep_shadow": _segment_starts(spans), "capture": True}
+        else:
+            options = {"reuse": reuse, "capture": previous is None}
+        frames, fresh, transformer = _run(sampler, unit, spans, stack[:j], leaf[j:], range(j, k - 1), stats, **options)
+        if previous is None:
+            if shadow is not None:
+                reuse = {shadow: transformer.shadow_outputs}
+            if on_first is not None:
+                on_first(transformer)
         del stack[j:]
         stack.extend(fresh)
         stats.max_stack = max(stats.max_stack, len(stack))
@@ -282,15 +317,17 @@ class _Node:
 
 
 def beam_search(
-    gen: Generator,
+    sampler: ReplaySampler,
     units: Sequence[Unit],
     segments: int,
     score_fn: Callable[[str, list[torch.Tensor]], float],
     beam_width: int,
     *,
     tolerance: float = 0.0,
-    flops_per_step: Mapping[str, float] | None = None,
+    flops_per_step: Mapping[str, float] | Callable[[ReplayTransformer], Mapping[str, float]] | None = None,
     divergence: Sequence[float] | None = None,
+    shadow: str | None = None,
+    on_first: Callable[[int, ReplayTransformer], None] | None = None,
     roles: tuple[str, str] = ("large", "small"),
 ) -> BeamResult:
     """A beam search over sec 5.2's schedule trie for K too large for the exhaustive walk (16, per-step).
@@ -308,13 +345,16 @@ def beam_search(
     depth d, about ``beam_width * K^2 / 2`` in all, against ``2^(K+1) - 2`` for the exhaustive walk (see
     ``stats``); memory holds K - 1 segment recordings per unit for each of at most ``2 * beam_width`` nodes.
     ``flops_per_step`` defaults to 1 per large step and 0 per small step (cost = large steps).
+    With ``shadow`` (the cheap role), the large-only evaluation also runs the cheap model on its inputs: its
+    divergence is the tie-break curve when ``divergence`` is None, ``on_first(unit_index, transformer)``
+    receives each unit's large-only transformer, and the shadow outputs at segment starts are reused.
     """
     k = _positive_int("segments", segments, "pass the number of equal segments, e.g. 16")
     width = _positive_int("beam_width", beam_width, "pass how many prefixes to keep per depth, e.g. 4")
     if len(roles) != 2:
         raise ValueError(f"roles must be (reference role, cheap role), got {roles!r}: e.g. ('large', 'small')")
-    letters = _letters(roles, gen.models)
-    spans = segment_steps(gen.num_steps, k)
+    letters = _letters(roles, sampler.models)
+    spans = segment_steps(sampler.num_steps, k)
     units = list(units)
     if not units:
         raise ValueError("units is empty: pass at least one (prompt, seed) Unit to score schedules on")
@@ -323,34 +363,59 @@ def beam_search(
     big, cheap = roles
     if flops_per_step is None:
         flops_per_step = {big: 1.0, cheap: 0.0}
-    missing = [r for r in roles if r not in flops_per_step]
-    if missing:
-        raise ValueError(
-            f"flops_per_step has no entry for role {missing[0]!r}: give FLOPs per step for {big!r} and {cheap!r} "
-            "(flowblending.cost.step_flops), or None to count large steps"
-        )
-    seg_div = [0.0] * k
-    if divergence is not None:
-        values = [float(v) for v in divergence]
-        if len(values) != gen.num_steps or not all(math.isfinite(v) for v in values):
+
+    def check_flops(table: Mapping[str, float]) -> Mapping[str, float]:
+        missing = [r for r in roles if r not in table]
+        if missing:
             raise ValueError(
-                f"divergence must hold one finite value per step ({gen.num_steps}), got {len(values)} values: "
+                f"flops_per_step has no entry for role {missing[0]!r}: give FLOPs per step for {big!r} and "
+                f"{cheap!r} (flowblending.cost.step_flops), or None to count large steps"
+            )
+        return table
+
+    flops_table: dict[str, Mapping[str, float]] = {}
+    if not callable(flops_per_step):
+        flops_table["table"] = check_flops(flops_per_step)
+    if shadow is not None and shadow != cheap:
+        raise ValueError(f"shadow must be the cheap role {cheap!r} or None, got {shadow!r}")
+
+    def segment_divergence(values: Sequence[float]) -> list[float]:
+        values = [float(v) for v in values]
+        if len(values) != sampler.num_steps or not all(math.isfinite(v) for v in values):
+            raise ValueError(
+                f"divergence must hold one finite value per step ({sampler.num_steps}), got {len(values)} values: "
                 "pass the per-step mean cosine distance of the recorded large-only run"
             )
-        seg_div = [sum(values[i] for i in span) / len(span) for span in spans]
+        return [sum(values[i] for i in span) / len(span) for span in spans]
 
-    stats = TrieStats(k, gen.num_steps, tuple(roles), units=len(units))
+    seg_div = segment_divergence(divergence) if divergence is not None else [0.0] * k
+    stats = TrieStats(k, sampler.num_steps, tuple(roles), units=len(units))
     candidates: list[Candidate] = []
+    reuse: list[dict[str, dict[str, torch.Tensor]]] = [{} for _ in units]
+    shadow_curves: list[list[float]] = []
 
     def flops_of(pattern: str) -> float:
-        return float(sum(flops_per_step[r] for r in pattern_plan(pattern, gen.num_steps)))
+        table = flops_table["table"]
+        return float(sum(table[r] for r in pattern_plan(pattern, sampler.num_steps)))
 
     def evaluate(pattern: str, depth: int, replay: list[list[Recording]]) -> tuple[float, list[list[Recording]]]:
         frames, recordings = [], []
         compute = [ROLE_LETTERS[c] for c in pattern[depth:]]
+        first = not replay
         for u, unit in enumerate(units):
             prefix = replay[u][:depth] if replay else []
-            out, fresh = _run(gen, unit, spans, prefix, compute, range(depth, k - 1), stats)
+            if first and shadow is not None:
+                options = {"shadow": shadow, "keep_shadow": _segment_starts(spans), "capture": True}
+            else:
+                options = {"reuse": reuse[u], "capture": first}
+            out, fresh, transformer = _run(sampler, unit, spans, prefix, compute, range(depth, k - 1), stats, **options)
+            if first and shadow is not None:
+                reuse[u] = {shadow: transformer.shadow_outputs}
+                shadow_curves.append(transformer.divergence.per_step("cosine"))
+            if first and on_first is not None:
+                on_first(u, transformer)
+            if first and u == 0 and "table" not in flops_table:  # measured on the first run's inputs
+                flops_table["table"] = check_flops(flops_per_step(transformer))
             frames.append(out)
             recordings.append([*prefix, *fresh])
         score = float(score_fn(pattern, frames))
@@ -367,6 +432,9 @@ def beam_search(
             f"score_fn returned {ref_score} for large-only {reference!r}: the tolerance is relative, so scores "
             "must be >= 0 (use FID, or 1 - similarity plus a small offset)"
         )
+    if divergence is None and shadow_curves:
+        mean = [sum(curve[i] for curve in shadow_curves) / len(shadow_curves) for i in range(sampler.num_steps)]
+        seg_div = segment_divergence(mean)
     limit = ref_score * (1.0 + tolerance)
     beam = [_Node("", ref_score, candidates[0].flops, 0.0, ref_recordings)]
     beams: list[list[str]] = [[""]]

@@ -1,0 +1,331 @@
+"""The calibration record: what a profile's ``calibration`` block holds, as frozen dataclasses.
+
+Methods build these, the profile stores ``CalibrationRecord.to_dict()`` (JSON; its shape is documented field by
+field in docs/profile-format.md), and the report, the summary and the demo read them back with
+``CalibrationRecord.from_dict(profile.calibration)``. ``from_dict`` accepts every block written since profile
+format v1 (fields added later get their defaults).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+__all__ = [
+    "CalibrationRecord",
+    "CallsRecord",
+    "DivergenceRecord",
+    "EarlyChoice",
+    "EarlyRecord",
+    "LateChoice",
+    "LateRecord",
+    "PremiseRecord",
+    "SearchRecord",
+    "Stat",
+    "SweepRecord",
+]
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy of a record field: records via ``to_dict``, tuples as lists, mappings as dicts."""
+    if is_dataclass(value) and hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has no inf/NaN: "undefined here"
+        return None
+    return value
+
+
+def _floats(values: Sequence[Any] | None) -> tuple[float | None, ...]:
+    return tuple(None if v is None else float(v) for v in (values or ()))
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and standard deviation over units, per point of a curve (``None`` where undefined)."""
+
+    mean: tuple[float | None, ...]
+    std: tuple[float | None, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": _plain(self.mean), "std": _plain(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Stat | None:
+        return None if data is None else cls(_floats(data["mean"]), _floats(data["std"]))
+
+
+@dataclass(frozen=True)
+class DivergenceRecord:
+    """Velocity divergence along the large-only path (paper sec 5.1, App. C): per step, per call label."""
+
+    fraction: tuple[float, ...]
+    sigma: tuple[float, ...]
+    cosine: Stat
+    l2: Stat
+    per_call: Mapping[str, Mapping[str, Stat]]  # call label ("cond", "uncond") -> metric -> curve
+    proxy_boundaries: tuple[float, float]
+    premise: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DivergenceRecord:
+        per_call = {
+            label: {metric: Stat.from_dict(stat) for metric, stat in metrics.items()}
+            for label, metrics in (data.get("per_call") or {}).items()
+        }
+        early, late = data["proxy_boundaries"]
+        return cls(
+            fraction=tuple(float(v) for v in data["fraction"]),
+            sigma=tuple(float(v) for v in data["sigma"]),
+            cosine=Stat.from_dict(data["cosine"]),
+            l2=Stat.from_dict(data["l2"]),
+            per_call=per_call,
+            proxy_boundaries=(float(early), float(late)),
+            premise=tuple(data.get("premise") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class EarlyChoice:
+    """Algorithm 1's knee: index on the curve, switch point in % of the process, similarity there."""
+
+    index: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class EarlyRecord:
+    """The early-switch similarity curve (sec 4.2, App. B) and Algorithm 1's choice on its DINO mean."""
+
+    x: tuple[float, ...]  # switch point in % of the process; the last point (100) is large-only
+    steps: tuple[int, ...]
+    alpha: float
+    floor: float
+    metrics: Mapping[str, Stat | None]  # "dino", "clip" (None unless --clip-model), "psnr", "ssim"
+    chosen: EarlyChoice
+    premise: tuple[str, ...] = ()
+
+    @property
+    def dino(self) -> Stat:
+        return self.metrics["dino"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"x": list(self.x), "steps": list(self.steps), "alpha": self.alpha, "floor": self.floor}
+        out.update({name: _plain(stat) for name, stat in self.metrics.items()})
+        out["chosen"] = _plain(dict(self.chosen.__dict__))
+        out["premise"] = list(self.premise)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EarlyRecord:
+        known = {"x", "steps", "alpha", "floor", "chosen", "premise"}
+        c = data["chosen"]
+        return cls(
+            x=tuple(float(v) for v in data["x"]),
+            steps=tuple(int(v) for v in data["steps"]),
+            alpha=float(data["alpha"]),
+            floor=float(data["floor"]),
+            metrics={k: Stat.from_dict(v) for k, v in data.items() if k not in known},
+            chosen=EarlyChoice(int(c["index"]), float(c["x"]), float(c["y"])),
+            premise=tuple(data.get("premise") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class LateChoice:
+    """The late re-entry point: index on the curve (None from the divergence curve), % of the process, value."""
+
+    index: int | None
+    x: float
+    value: float | None
+
+
+@dataclass(frozen=True)
+class LateRecord:
+    """The late re-entry curve (sec 4.3): a distribution metric per candidate, or the divergence proxy."""
+
+    source: str  # "fid" (curve measured against --reference) or "divergence" (no reference: proxy boundary)
+    chosen: LateChoice
+    x: tuple[float, ...] | None = None
+    steps: tuple[int, ...] | None = None
+    values: tuple[float, ...] | None = None
+    metric: str = "fid"
+    premise: tuple[str, ...] = ()
+    feature: str | None = None
+    reference_frames: int = 0
+    generated_frames: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        key = self.metric
+        return {
+            "source": self.source,
+            "metric": self.metric,
+            "x": _plain(self.x),
+            "steps": _plain(self.steps),
+            key: _plain(self.values),
+            "chosen": {"index": self.chosen.index, "x": self.chosen.x, key: self.chosen.value},
+            "premise": list(self.premise),
+            "feature": self.feature,
+            "reference_frames": self.reference_frames,
+            "generated_frames": self.generated_frames,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LateRecord:
+        metric = data.get("metric", "fid")
+        c = data["chosen"]
+        values = data.get(metric)
+        return cls(
+            source=data["source"],
+            chosen=LateChoice(c.get("index"), float(c["x"]), c.get(metric)),
+            x=_floats(data["x"]) if data.get("x") is not None else None,
+            steps=tuple(int(v) for v in data["steps"]) if data.get("steps") is not None else None,
+            values=_floats(values) if values is not None else None,
+            metric=metric,
+            premise=tuple(data.get("premise") or ()),
+            feature=data.get("feature"),
+            reference_frames=int(data.get("reference_frames") or 0),
+            generated_frames=int(data.get("generated_frames") or 0),
+        )
+
+
+def _record_from(cls: type, data: Mapping[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """``--method sweep``: every K-segment pattern's FLOPs, FID and similarity, the fronts and the choice."""
+
+    segments: int
+    patterns: tuple[str, ...]
+    flops: tuple[float, ...]
+    fid: tuple[float, ...] | None
+    dino: tuple[float, ...]
+    front_fid: tuple[int, ...] | None
+    front_dino: tuple[int, ...]
+    tolerance: float
+    rule: str
+    chosen: Mapping[str, Any]  # index, pattern, flops, fid, dino
+    large_only: Mapping[str, Any]
+    reference_frames: int
+    cost: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepRecord:
+        return _record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """``--method search``: the schedules the beam search scored, its beams, the choice and its cost."""
+
+    segments: int
+    beam_width: int
+    tolerance: float
+    score: str
+    candidates: tuple[Mapping[str, Any], ...]  # pattern, score, flops, depth
+    beams: tuple[tuple[str, ...], ...]
+    chosen: Mapping[str, Any]
+    reference_score: float
+    cost: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchRecord:
+        return _record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class CallsRecord:
+    """Transformer calls per role: computed, the method's formula, and the same protocol run naively."""
+
+    computed: Mapping[str, int]
+    formula: Mapping[str, int]
+    naive: Mapping[str, int]
+    calls_per_step: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CallsRecord:
+        return _record_from(cls, data)
+
+
+@dataclass(frozen=True)
+class PremiseRecord:
+    """Whether the paper's premise held for this pair, and each check that failed (one line each)."""
+
+    holds: bool
+    failed: tuple[str, ...] = ()
+    tested: bool = True  # sweep/search choose by tolerance and do not test the premise
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"holds": self.holds, "failed": list(self.failed), "tested": self.tested}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PremiseRecord:
+        return cls(bool(data["holds"]), tuple(data.get("failed") or ()), bool(data.get("tested", True)))
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """The whole calibration block of a profile."""
+
+    method: str
+    num_steps: int
+    num_prompts: int
+    seeds: tuple[int, ...]
+    feature_model: str | None
+    divergence: DivergenceRecord
+    premise: PremiseRecord
+    calls: CallsRecord
+    early: EarlyRecord | None = None
+    late: LateRecord | None = None
+    sweep: SweepRecord | None = None
+    search: SearchRecord | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        for optional in ("early", "late", "sweep", "search"):  # a block the method did not produce is absent
+            if out[optional] is None:
+                del out[optional]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CalibrationRecord:
+        def opt(key: str, kind: Any) -> Any:
+            return kind.from_dict(data[key]) if data.get(key) is not None else None
+
+        return cls(
+            method=data["method"],
+            num_steps=int(data["num_steps"]),
+            num_prompts=int(data["num_prompts"]),
+            seeds=tuple(int(s) for s in data["seeds"]),
+            feature_model=data.get("feature_model"),
+            divergence=DivergenceRecord.from_dict(data["divergence"]),
+            premise=PremiseRecord.from_dict(data["premise"]),
+            calls=CallsRecord.from_dict(data["calls"]),
+            early=opt("early", EarlyRecord),
+            late=opt("late", LateRecord),
+            sweep=opt("sweep", SweepRecord),
+            search=opt("search", SearchRecord),
+            notes=tuple(data.get("notes") or ()),
+        )

@@ -1,0 +1,118 @@
+"""A tiny ``LTXPipeline`` or ``LTXImageToVideoPipeline`` (T5, AutoencoderKLLTXVideo, FlowMatchEuler) + a small DiT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .pairs import TinyPair, check_layers, save_pipeline, seeded
+from .schedulers import make_scheduler
+from .text import TEXT_DIM, tiny_tokenizer, tiny_umt5_config
+
+
+def _ltx_transformer(num_layers: int, heads: int, head_dim: int) -> Any:
+    from diffusers import LTXVideoTransformer3DModel
+
+    return LTXVideoTransformer3DModel(
+        in_channels=8,
+        out_channels=8,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        cross_attention_dim=heads * head_dim,
+        num_layers=num_layers,
+        caption_channels=TEXT_DIM,
+    )
+
+
+def _tiny_image(height: int, width: int, seed: int) -> Any:
+    """A deterministic RGB PIL image: smooth gradients plus seeded noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.meshgrid(np.linspace(0, 1, height), np.linspace(0, 1, width), indexing="ij")
+    base = np.stack([xx, yy, 1 - (xx + yy) / 2], axis=-1)
+    pixels = np.clip(base * 200 + rng.integers(0, 56, size=(height, width, 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8), mode="RGB")
+
+
+def save_tiny_ltx_pair(
+    directory: str | Path,
+    *,
+    image_to_video: bool = False,
+    seed: int = 0,
+    large_layers: int = 2,
+    small_layers: int = 1,
+) -> TinyPair:
+    """Save a tiny LTXPipeline / LTXImageToVideoPipeline and a small LTX transformer under ``directory``.
+
+    Large: 4 heads x 8 = width 32, ``large_layers`` blocks, seed ``seed``.
+    Small: 2 heads x 8 = width 16, ``small_layers`` blocks, seed ``seed + 1``.
+    Layout: ``directory/pipeline`` and ``directory/small_transformer``.
+    """
+    check_layers("large_layers", large_layers)
+    check_layers("small_layers", small_layers)
+    from diffusers import AutoencoderKLLTXVideo, LTXImageToVideoPipeline, LTXPipeline
+    from transformers import T5Config, T5EncoderModel
+
+    root = Path(directory)
+    pipeline_dir, small_dir = root / "pipeline", root / "small_transformer"
+
+    tokenizer = tiny_tokenizer(model_max_length=128)
+    with seeded(seed):
+        text_encoder = T5EncoderModel(T5Config(**tiny_umt5_config(len(tokenizer))))
+    with seeded(seed):
+        vae = AutoencoderKLLTXVideo(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=8,
+            block_out_channels=(8, 8, 8, 8),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+            spatio_temporal_scaling=(True, True, False, False),
+            decoder_spatio_temporal_scaling=(True, True, False, False),
+            decoder_inject_noise=(False, False, False, False, False),
+            upsample_residual=(False, False, False, False),
+            upsample_factor=(1, 1, 1, 1),
+            timestep_conditioning=False,
+            patch_size=1,
+            patch_size_t=1,
+            encoder_causal=True,
+            decoder_causal=False,
+        )
+    with seeded(seed):
+        large = _ltx_transformer(large_layers, heads=4, head_dim=8)
+    with seeded(seed + 1):
+        small = _ltx_transformer(small_layers, heads=2, head_dim=8)
+    pipeline_cls = LTXImageToVideoPipeline if image_to_video else LTXPipeline
+    pipe = pipeline_cls(
+        scheduler=make_scheduler("flowmatch_euler", "ltx"),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=large,
+    )
+    save_pipeline(pipe, pipeline_dir)
+    small.save_pretrained(small_dir, safe_serialization=True)
+
+    height = width = 32
+    call_kwargs: dict[str, Any] = {
+        "height": height,
+        "width": width,
+        "num_frames": 9,
+        "max_sequence_length": 16,
+        "guidance_scale": 3.0,
+    }
+    if image_to_video:
+        call_kwargs["image"] = _tiny_image(height, width, seed)
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class=pipeline_cls.__name__,
+        call_kwargs=call_kwargs,
+        transformer_class="LTXVideoTransformer3DModel",
+        family="ltx",
+    )

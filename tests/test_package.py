@@ -1,0 +1,82 @@
+"""The package surface: lazy exports of ``flowblending`` and ``flowblending.testing``, and a cheap import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import flowblending
+import flowblending.testing
+
+PUBLIC = [
+    "FlowBlendingError",
+    "IncompatibleModelsError",
+    "ModelNotAvailableError",
+    "Profile",
+    "ProfileError",
+    "RoutingTransformer",
+    "Segment",
+    "__version__",
+    "apply_profile",
+    "load_pipeline",
+    "load_profile",
+    "load_transformer",
+    "make_profile",
+    "plan_steps",
+    "save_profile",
+    "schedule_cost",
+    "shipped_profile_names",
+]
+TESTING_PUBLIC = [
+    "SCHEDULER_KINDS",
+    "TEXT_DIM",
+    "TinyPair",
+    "make_scheduler",
+    "save_reference_frames",
+    "save_tiny_dinov2",
+    "save_tiny_ltx_pair",
+    "save_tiny_profile",
+    "save_tiny_wan_pair",
+    "tiny_tokenizer",
+    "tiny_umt5_config",
+]
+
+
+@pytest.mark.parametrize(("module", "names"), [(flowblending, PUBLIC), (flowblending.testing, TESTING_PUBLIC)])
+def test_dir_and_all_list_every_public_name_and_each_resolves(module, names: list[str]) -> None:
+    assert sorted(module.__all__) == sorted(names)
+    assert set(module._LAZY) == set(names) - {"__version__"}
+    assert set(names) <= set(dir(module))
+    for name in names:
+        assert getattr(module, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        module.nope  # noqa: B018
+
+
+def test_lazy_names_are_the_submodules_objects() -> None:
+    from flowblending.loading import apply_profile
+    from flowblending.router import RoutingTransformer
+    from flowblending.testing.text import tiny_umt5_config
+
+    assert flowblending.apply_profile is apply_profile
+    assert flowblending.RoutingTransformer is RoutingTransformer
+    assert flowblending.testing.tiny_umt5_config is tiny_umt5_config
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import sys, flowblending, flowblending.testing; "
+        "flowblending.load_profile, flowblending.ProfileError, flowblending.testing.tiny_umt5_config; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_tiny_umt5_config_takes_overrides() -> None:
+    base = flowblending.testing.tiny_umt5_config(100)
+    assert base["vocab_size"] == 100 and base["d_model"] == flowblending.testing.TEXT_DIM
+    wider = flowblending.testing.tiny_umt5_config(100, d_model=64, num_layers=2)
+    assert wider == {**base, "d_model": 64, "num_layers": 2}
