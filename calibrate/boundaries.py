@@ -140,7 +140,7 @@ def find_late_boundary(x: ArrayLike, fid: ArrayLike, rtol: float = 1e-9) -> tupl
     return k, float(xa[k]), float(fa[k])
 
 
-def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int) -> list[str]:
+def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int, metric: str = "FID") -> list[str]:
     """Failed premises of a late choice (sec 4.3: a V-curve with an interior minimum); [] when all hold."""
     xa, fa = _pair(x, fid, "fid", min_len=2)
     _check_ascending(xa, strict=True)
@@ -148,8 +148,8 @@ def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int) -> list[str]:
     if 0 < k < xa.size - 1:
         return []
     if k == xa.size - 1:
-        why = "re-entering the large model earlier never lowers FID"
+        why = f"re-entering the large model earlier never lowers {metric}"
     else:
-        why = "FID keeps falling with more large-model steps; extend the grid to earlier re-entry points"
-    where = f"x={xa[k]:g}, FID {fa[k]:.4g}"
-    return [f"no interior minimum: the FID minimum is at an end of the grid ({where}); {why}"]
+        why = f"{metric} keeps falling with more large-model steps; extend the grid to earlier re-entry points"
+    where = f"x={xa[k]:g}, {metric} {fa[k]:.4g}"
+    return [f"no interior minimum: the {metric} minimum is at an end of the grid ({where}); {why}"]

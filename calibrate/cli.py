@@ -108,6 +108,8 @@ _METHOD_HELP = "; ".join(f"{spec.name}: {spec.help}" for spec in METHODS.values(
 @_config_option("early_boundary", type=float)
 @_config_option("early_grid", type=float)
 @_config_option("late_grid", type=float)
+@_config_option("late_metric")
+@_config_option("kid_subset_size", type=click.IntRange(min=2))
 @_config_option("alpha", type=float)
 @_config_option("floor", type=float)
 @click.option(

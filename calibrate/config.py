@@ -15,6 +15,9 @@ from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Model dtypes a calibration can run in."""
 
+LATE_METRICS = ("auto", "fid", "kid")
+"""Distribution metrics of the late sweep and the sweep's tolerance rule."""
+
 DEFAULT_FEATURE_MODEL = "facebook/dinov2-small"
 """Frame features of the early-switch similarity and the FID (paper sec 4.2: DINOv2)."""
 
@@ -67,6 +70,13 @@ class CalibrationConfig:
         0.1, "Spacing of early switch candidates, as a fraction of the process (1/steps: every step)."
     )
     late_grid: float = _opt(0.1, "Spacing of late re-entry candidates, as a fraction of the process.")
+    late_metric: str = _opt(
+        "auto",
+        "Late re-entry (and sweep tolerance) metric against --reference: fid, kid, or auto (KID when the generated "
+        "frames per candidate are fewer than 10x the feature width, where FID is biased).",
+        choices=LATE_METRICS,
+    )
+    kid_subset_size: int | None = _opt(None, "KID subset size (default: 1000, capped by the smaller frame set).")
     alpha: float = _opt(DEFAULT_ALPHA, "Algorithm 1 slope threshold.")
     floor: float = _opt(SIMILARITY_FLOOR, "Similarity the early boundary must keep (paper sec 4.2).")
     method: str = _opt("full", "Calibration method.")
@@ -126,6 +136,14 @@ class CalibrationConfig:
             raise CalibrationError(f"--beam-width must be a positive integer, got {self.beam_width!r}.")
         if self.num_inference_steps is not None and self.num_inference_steps < 2:
             raise CalibrationError(f"--steps must be at least 2, got {self.num_inference_steps}.")
+        if self.late_metric not in LATE_METRICS:
+            raise CalibrationError(f"--late-metric must be one of {', '.join(LATE_METRICS)}, got {self.late_metric!r}.")
+        if self.kid_subset_size is not None and (
+            isinstance(self.kid_subset_size, bool)
+            or not isinstance(self.kid_subset_size, int)
+            or self.kid_subset_size < 2
+        ):
+            raise CalibrationError(f"--kid-subset-size must be an integer >= 2, got {self.kid_subset_size!r}.")
         if self.dtype not in DTYPES:
             raise CalibrationError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
         if self.images is not None and len(self.images) != len(self.prompts):
@@ -174,6 +192,8 @@ class CalibrationConfig:
             "floor",
             "tolerance",
             "early_boundary",
+            "late_metric",
+            "kid_subset_size",
         ):
             d.pop(key)
         d["prompts"] = self.prompt_set_sha256

@@ -39,12 +39,16 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "FeatureFID",
+    "choose_late_metric",
     "feature_similarity",
     "fid_against_reference",
     "fid_state",
     "frame_similarity",
     "frames_of",
     "iter_reference_frames",
+    "kid_against_reference",
+    "kid_subset_size",
+    "late_metric_values",
     "load_reference_frames",
     "psnr_ssim",
     "video_uint8",
@@ -139,19 +143,23 @@ def video_uint8(video: Tensor) -> np.ndarray:
     return to_uint8(frames).permute(0, 2, 3, 1).numpy()
 
 
-def fid_state(features: Tensor, dim: int, name: str) -> dict[str, Any]:
-    """FeatureFID statistics of generated ("fake") frame features (the sums torchmetrics accumulates)."""
+def fid_state(features: Tensor, dim: int, name: str, *, real: bool = False) -> dict[str, Any]:
+    """FeatureFID statistics of frame features as generated ("fake") or reference ("real") frames."""
     f = features.to(torch.float64).cpu()
-    return {
-        "real_features_sum": torch.zeros(dim, dtype=torch.float64),
-        "real_features_cov_sum": torch.zeros(dim, dim, dtype=torch.float64),
-        "real_features_num_samples": torch.tensor(0),
-        "fake_features_sum": f.sum(dim=0),
-        "fake_features_cov_sum": f.t().mm(f),
-        "fake_features_num_samples": torch.tensor(f.shape[0]),
-        "feature_name": name,
-        "num_features": dim,
+    empty = {
+        "features_sum": torch.zeros(dim, dtype=torch.float64),
+        "features_cov_sum": torch.zeros(dim, dim, dtype=torch.float64),
+        "features_num_samples": torch.tensor(0),
     }
+    filled = {
+        "features_sum": f.sum(dim=0),
+        "features_cov_sum": f.t().mm(f),
+        "features_num_samples": torch.tensor(f.shape[0]),
+    }
+    ours, other = ("real", "fake") if real else ("fake", "real")
+    state: dict[str, Any] = {f"{ours}_{k}": v for k, v in filled.items()}
+    state.update({f"{other}_{k}": v for k, v in empty.items()})
+    return {**state, "feature_name": name, "num_features": dim}
 
 
 def fid_against_reference(
@@ -163,6 +171,81 @@ def fid_against_reference(
     for part in features:
         metric.merge(fid_state(part, metric.dim, metric.name))
     return float(metric.compute())
+
+
+KID_RULE_FACTOR = 10
+"""``--late-metric auto`` uses KID when the generated frames per candidate are fewer than this x the feature width."""
+
+
+def choose_late_metric(requested: str, generated_frames: int, feature_width: int) -> str:
+    """``fid`` or ``kid``: the requested one, or for ``auto`` KID below ``KID_RULE_FACTOR x width`` frames.
+
+    FID's covariance estimate is biased and unreliable when the frames are not many times the feature width;
+    KID (an unbiased MMD estimate) is not (docs/calibration.md, "Late metric").
+    """
+    if requested in ("fid", "kid"):
+        return requested
+    if requested != "auto":
+        raise ValueError(f"late metric must be 'fid', 'kid' or 'auto', got {requested!r}.")
+    return "kid" if generated_frames < KID_RULE_FACTOR * feature_width else "fid"
+
+
+def kid_subset_size(num_real: int, num_fake: int, requested: int | None = None) -> int:
+    """KID's subset size: ``requested``, else torchmetrics' 1000 capped by the smaller set."""
+    size = requested if requested is not None else min(1000, num_real, num_fake)
+    if size < 2 or size > min(num_real, num_fake):
+        raise ValueError(
+            f"KID subset size {size} must be between 2 and the smaller set ({num_real} real, {num_fake} generated "
+            "frames); use more frames or a smaller --kid-subset-size."
+        )
+    return size
+
+
+def kid_against_reference(
+    reference_features: Tensor,
+    features: Sequence[Tensor],
+    *,
+    subset_size: int | None = None,
+    subsets: int = 100,
+    seed: int = 0,
+) -> tuple[float, float, int]:
+    """KID (mean, std over subsets, subset size) of generated frame ``features`` against the reference features.
+
+    torchmetrics' ``KernelInceptionDistance`` on injected features (an identity feature module), its subsets
+    drawn from a fixed seed so the same features always give the same value.
+    """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    real = reference_features.to(torch.float64).cpu()
+    fake = torch.cat([f.to(torch.float64).cpu() for f in features])
+    size = kid_subset_size(real.shape[0], fake.shape[0], subset_size)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*will save all extracted features in buffer.*")
+        metric = KernelInceptionDistance(feature=nn.Identity(), subsets=subsets, subset_size=size)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std), size
+
+
+def late_metric_values(
+    metric: str,
+    extractor: FrameFeatures,
+    reference: Mapping[str, Any],
+    candidates: Sequence[Sequence[Tensor]],
+    *,
+    subset_size: int | None = None,
+) -> tuple[list[float], list[float] | None, int | None]:
+    """The late metric of each candidate (its per-unit feature tensors) against the reference statistics.
+
+    Returns the values, KID's spread over subsets (None for FID) and KID's subset size (None for FID).
+    """
+    if metric == "fid":
+        return [fid_against_reference(extractor, reference["state"], c) for c in candidates], None, None
+    results = [kid_against_reference(reference["features"], c, subset_size=subset_size) for c in candidates]
+    return [r[0] for r in results], [r[1] for r in results], results[0][2]
 
 
 def frame_similarity(features: FrameFeatures, video_a: Tensor, video_b: Tensor) -> Tensor:

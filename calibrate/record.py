@@ -140,6 +140,10 @@ class EarlyRecord:
         )
 
 
+LATE_METRIC_NAMES = ("fid", "kid")
+"""Distribution metrics a late curve can hold (each under its own key)."""
+
+
 @dataclass(frozen=True)
 class LateChoice:
     """The late re-entry point: index on the curve (None from the divergence curve), % of the process, value."""
@@ -163,10 +167,18 @@ class LateRecord:
     feature: str | None = None
     reference_frames: int = 0
     generated_frames: int = 0
+    spread: tuple[float, ...] | None = None  # KID: standard deviation over subsets, per candidate
+    subset_size: int | None = None  # KID: frames per subset
+    requested: str = "fid"  # --late-metric as given ("auto" chose ``metric``)
+    others: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # the other metrics' curves
 
     def to_dict(self) -> dict[str, Any]:
         key = self.metric
         return {
+            "requested": self.requested,
+            "spread": _plain(self.spread),
+            "subset_size": self.subset_size,
+            **{name: _plain(values) for name, values in self.others.items()},
             "source": self.source,
             "metric": self.metric,
             "x": _plain(self.x),
@@ -195,6 +207,10 @@ class LateRecord:
             feature=data.get("feature"),
             reference_frames=int(data.get("reference_frames") or 0),
             generated_frames=int(data.get("generated_frames") or 0),
+            spread=_floats(data["spread"]) if data.get("spread") is not None else None,
+            subset_size=data.get("subset_size"),
+            requested=data.get("requested", metric),
+            others={m: _floats(data[m]) for m in LATE_METRIC_NAMES if m != metric and data.get(m) is not None},
         )
 
 
@@ -216,10 +232,14 @@ class SweepRecord:
     front_dino: tuple[int, ...]
     tolerance: float
     rule: str
-    chosen: Mapping[str, Any]  # index, pattern, flops, fid, dino
+    chosen: Mapping[str, Any]  # index, pattern, flops, fid, dino (and kid)
     large_only: Mapping[str, Any]
     reference_frames: int
     cost: Mapping[str, Any]
+    metric: str = "fid"  # the distribution metric of the tolerance rule
+    kid: tuple[float, ...] | None = None
+    front_kid: tuple[int, ...] | None = None
+    subset_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}

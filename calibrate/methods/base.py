@@ -139,26 +139,26 @@ class Context:
 
     def reference_state(self) -> dict[str, Any]:
         """FID statistics of the reference frames (computed once by rank 0, then read from the work dir)."""
-        from ..metrics import FeatureFID, iter_reference_frames
+        from ..metrics import fid_state, iter_reference_frames
 
         extractor = self.extractor("fid")
-        path = self.work.reference(getattr(extractor, "name", "features"))
+        name = str(getattr(extractor, "name", "features"))
+        path = self.work.reference(name)
         if not path.exists():
             if not self.is_main:
                 raise CalibrationError(f"the reference statistics are not in {self.work.root}; rank 0 computes them.")
-            fid = FeatureFID(extractor)
-            count = 0
-            for batch in iter_reference_frames(self.config.reference, max_frames=self.config.reference_max_frames):
-                fid.update(batch, real=True)
-                count += batch.shape[0]
-            if count == 0:
+            parts = [
+                extractor(batch).cpu()
+                for batch in iter_reference_frames(self.config.reference, max_frames=self.config.reference_max_frames)
+            ]
+            if not parts:
                 raise CalibrationError(f"--reference {self.config.reference!r} holds no frames.")
-            if count < fid.dim:
-                self.log(
-                    f"warning: {count} reference frames is fewer than the FID feature width {fid.dim}: "
-                    "FID is unreliable."
-                )
-            self.work.save(path, {"state": fid.export_state(), "count": count})
+            features = torch.cat(parts)
+            count, dim = features.shape
+            if count < dim:
+                self.log(f"warning: {count} reference frames is fewer than the feature width {dim}: FID is unreliable.")
+            state = fid_state(features, dim, name, real=True)
+            self.work.save(path, {"state": state, "count": count, "features": features})
         return self.work.load(path)
 
     def prepare_reference(self) -> None:

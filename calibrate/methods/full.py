@@ -264,10 +264,10 @@ class FullMethod(Method):
         return None if early.premise or step >= n else step
 
     def late_record(self, ctx: Context, e: int) -> tuple[LateRecord, list[dict[str, int]]]:
-        """The FID of every late candidate over all units against the reference, and its minimum (sec 4.3)."""
-        from ..metrics import fid_against_reference
+        """The late metric of every candidate over all units against the reference, and its minimum (sec 4.3)."""
+        from ..metrics import choose_late_metric, late_metric_values
 
-        work, n = ctx.work, ctx.num_steps
+        work, n, config = ctx.work, ctx.num_steps, ctx.config
         steps = [e, *self.late_steps(ctx, e), n]
         per_unit, calls = [], []
         for unit in ctx.units:
@@ -277,20 +277,35 @@ class FullMethod(Method):
             calls.append(second["calls"])
         ref = ctx.reference_state()
         extractor = ctx.extractor("fid")
-        values = [fid_against_reference(extractor, ref["state"], [u[r] for u in per_unit]) for r in steps]
+        frames, width = sum(u[e].shape[0] for u in per_unit), per_unit[0][e].shape[1]
+        metric = choose_late_metric(config.late_metric, frames, width)
+        candidates = [[u[r] for u in per_unit] for r in steps]
+        curves, spread, subset = {}, None, None
+        for name in ("fid", "kid"):
+            values, kid_std, size = late_metric_values(
+                name, extractor, ref, candidates, subset_size=config.kid_subset_size
+            )
+            curves[name] = values
+            if name == "kid":
+                spread, subset = kid_std, size
+        values = curves[metric]
         xs = [100 * r / n for r in steps]
-        k, xk, fk = find_late_boundary(xs, values)
+        k, xk, vk = find_late_boundary(xs, values)
         record = LateRecord(
-            source="fid",
-            metric="fid",
+            source=metric,
+            metric=metric,
+            requested=config.late_metric,
             x=tuple(xs),
             steps=tuple(steps),
             values=tuple(values),
-            chosen=LateChoice(int(k), float(xk), float(fk)),
-            premise=tuple(late_curve_premise(xs, values, k)),
+            chosen=LateChoice(int(k), float(xk), float(vk)),
+            premise=tuple(late_curve_premise(xs, values, k, metric.upper())),
             feature=getattr(extractor, "name", None),
             reference_frames=int(ref["count"]),
-            generated_frames=int(sum(u[e].shape[0] for u in per_unit)),
+            generated_frames=int(frames),
+            spread=tuple(spread) if metric == "kid" else None,
+            subset_size=subset if metric == "kid" else None,
+            others={name: tuple(v) for name, v in curves.items() if name != metric},
         )
         return record, calls
 

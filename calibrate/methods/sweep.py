@@ -73,6 +73,26 @@ def starts_small_note(pattern: str) -> list[str]:
     ]
 
 
+def within_tolerance(
+    metric: str, flops: list[float], values: list[float], large: int, tolerance: float, spread: list[float] | None
+) -> tuple[int, str]:
+    """The cheapest schedule whose metric is within ``tolerance`` of large-only's, and the rule in words.
+
+    FID: ``fid <= fid_L (1 + tolerance)``. KID is an unbiased estimate that can be negative, so its margin is
+    relative to ``max(|kid_L|, std_L)`` (large-only's spread over subsets): ``kid <= kid_L + tolerance x that``.
+    """
+    if metric == "fid":
+        return (
+            choose_within_tolerance(flops, values, values[large], tolerance),
+            f"cheapest schedule with FID <= large-only FID x (1 + {tolerance:g})",
+        )
+    scale = max(abs(values[large]), spread[large] if spread else 0.0)
+    limit = values[large] + tolerance * scale
+    eligible = [i for i, v in enumerate(values) if v <= limit + 1e-15]
+    chosen = min(eligible, key=lambda i: (flops[i], values[i], i))
+    return chosen, f"cheapest schedule with KID <= large-only KID + {tolerance:g} x max(|KID_L|, std_L)"
+
+
 class SweepMethod(Method):
     def compute(self, ctx: Context) -> None:
         k = ctx.config.segments
@@ -119,7 +139,7 @@ class SweepMethod(Method):
         work.save(work.sweep(unit, k), {"dino": dino, "fid_features": fid_features or None, "stats": asdict(stats)})
 
     def decide(self, ctx: Context) -> Decision:
-        from ..metrics import fid_against_reference
+        from ..metrics import choose_late_metric, late_metric_values
 
         config, work, n, k = ctx.config, ctx.work, ctx.num_steps, ctx.config.segments
         trajectories = ctx.trajectories()
@@ -128,31 +148,43 @@ class SweepMethod(Method):
         patterns = list(per_unit[0]["dino"])
         dino = [sum(u["dino"][p] for u in per_unit) / len(per_unit) for p in patterns]
         flops = [schedule_flops(p, n, flops_per_step) for p in patterns]
-        fid, ref = None, None
+        large = patterns.index("L" * k)
+        curves: dict[str, list[float]] = {}
+        ref, metric, subset, spread = None, "fid", None, None
         if config.reference:
             ref = ctx.reference_state()
             extractor = ctx.extractor("fid")
-            fid = [
-                fid_against_reference(extractor, ref["state"], [u["fid_features"][p] for u in per_unit])
-                for p in patterns
-            ]
-        large = patterns.index("L" * k)
-        if fid is not None:
-            chosen = choose_within_tolerance(flops, fid, fid[large], config.tolerance)
-            rule = f"cheapest schedule with FID <= large-only FID x (1 + {config.tolerance:g})"
+            candidates = [[u["fid_features"][p] for u in per_unit] for p in patterns]
+            for name in ("fid", "kid"):
+                values, kid_std, size = late_metric_values(
+                    name, extractor, ref, candidates, subset_size=config.kid_subset_size
+                )
+                curves[name] = values
+                if name == "kid":
+                    spread, subset = kid_std, size
+            frames = sum(f.shape[0] for f in candidates[large])
+            metric = choose_late_metric(config.late_metric, frames, candidates[large][0].shape[1])
+        if curves:
+            values = curves[metric]
+            chosen, rule = within_tolerance(metric, flops, values, large, config.tolerance, spread)
         else:
             loss = [1.0 - d for d in dino]
             eligible = [i for i, v in enumerate(loss) if v <= config.tolerance + 1e-12]
             chosen = min(eligible, key=lambda i: (flops[i], loss[i], i))
             rule = f"cheapest schedule with DINO similarity to large-only >= 1 - {config.tolerance:g} (no --reference)"
+        fid, kid = curves.get("fid"), curves.get("kid")
         stats = [TrieStats(**{**u["stats"], "roles": tuple(u["stats"]["roles"])}) for u in per_unit]
         sweep = SweepRecord(
             segments=k,
             patterns=tuple(patterns),
             flops=tuple(flops),
             fid=tuple(fid) if fid is not None else None,
+            kid=tuple(kid) if kid is not None else None,
+            metric=metric,
+            subset_size=subset,
             dino=tuple(dino),
             front_fid=tuple(pareto_front(list(zip(flops, fid, strict=True)))) if fid is not None else None,
+            front_kid=tuple(pareto_front(list(zip(flops, kid, strict=True)))) if kid is not None else None,
             front_dino=tuple(pareto_front_max(list(zip(flops, dino, strict=True)))),
             tolerance=config.tolerance,
             rule=rule,
@@ -161,9 +193,14 @@ class SweepMethod(Method):
                 "pattern": patterns[chosen],
                 "flops": flops[chosen],
                 "fid": fid[chosen] if fid is not None else None,
+                "kid": kid[chosen] if kid is not None else None,
                 "dino": dino[chosen],
             },
-            large_only={"pattern": patterns[large], "fid": fid[large] if fid is not None else None},
+            large_only={
+                "pattern": patterns[large],
+                "fid": fid[large] if fid is not None else None,
+                "kid": kid[large] if kid is not None else None,
+            },
             reference_frames=int(ref["count"]) if ref else 0,
             cost=cost_block(stats),
         )
