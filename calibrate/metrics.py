@@ -48,6 +48,7 @@ __all__ = [
     "iter_reference_frames",
     "kid_against_reference",
     "kid_subset_size",
+    "late_metric_curves",
     "late_metric_values",
     "load_reference_frames",
     "psnr_ssim",
@@ -246,6 +247,24 @@ def late_metric_values(
         return [fid_against_reference(extractor, reference["state"], c) for c in candidates], None, None
     results = [kid_against_reference(reference["features"], c, subset_size=subset_size) for c in candidates]
     return [r[0] for r in results], [r[1] for r in results], results[0][2]
+
+
+def late_metric_curves(
+    chosen: str,
+    extractor: FrameFeatures,
+    reference: Mapping[str, Any],
+    candidates: Sequence[Sequence[Tensor]],
+    *,
+    subset_size: int | None = None,
+) -> dict[str, tuple[list[float], list[float] | None, int | None]]:
+    """FID and KID of every candidate (:func:`late_metric_values`); only the ``chosen`` one may warn."""
+    curves = {}
+    for name in (chosen, *(m for m in ("fid", "kid") if m != chosen)):
+        with warnings.catch_warnings():
+            if name != chosen:  # e.g. FID's small-sample warning when KID was chosen for that reason
+                warnings.simplefilter("ignore", UserWarning)
+            curves[name] = late_metric_values(name, extractor, reference, candidates, subset_size=subset_size)
+    return curves
 
 
 def frame_similarity(features: FrameFeatures, video_a: Tensor, video_b: Tensor) -> Tensor:

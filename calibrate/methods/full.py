@@ -265,7 +265,7 @@ class FullMethod(Method):
 
     def late_record(self, ctx: Context, e: int) -> tuple[LateRecord, list[dict[str, int]]]:
         """The late metric of every candidate over all units against the reference, and its minimum (sec 4.3)."""
-        from ..metrics import choose_late_metric, late_metric_values
+        from ..metrics import choose_late_metric, late_metric_curves
 
         work, n, config = ctx.work, ctx.num_steps, ctx.config
         steps = [e, *self.late_steps(ctx, e), n]
@@ -280,15 +280,9 @@ class FullMethod(Method):
         frames, width = sum(u[e].shape[0] for u in per_unit), per_unit[0][e].shape[1]
         metric = choose_late_metric(config.late_metric, frames, width)
         candidates = [[u[r] for u in per_unit] for r in steps]
-        curves, spread, subset = {}, None, None
-        for name in ("fid", "kid"):
-            values, kid_std, size = late_metric_values(
-                name, extractor, ref, candidates, subset_size=config.kid_subset_size
-            )
-            curves[name] = values
-            if name == "kid":
-                spread, subset = kid_std, size
-        values = curves[metric]
+        curves = late_metric_curves(metric, extractor, ref, candidates, subset_size=config.kid_subset_size)
+        _, spread, subset = curves["kid"]
+        values = curves[metric][0]
         xs = [100 * r / n for r in steps]
         k, xk, vk = find_late_boundary(xs, values)
         record = LateRecord(
@@ -305,7 +299,7 @@ class FullMethod(Method):
             generated_frames=int(frames),
             spread=tuple(spread) if metric == "kid" else None,
             subset_size=subset if metric == "kid" else None,
-            others={name: tuple(v) for name, v in curves.items() if name != metric},
+            others={name: tuple(v[0]) for name, v in curves.items() if name != metric},
         )
         return record, calls
 

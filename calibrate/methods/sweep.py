@@ -139,7 +139,7 @@ class SweepMethod(Method):
         work.save(work.sweep(unit, k), {"dino": dino, "fid_features": fid_features or None, "stats": asdict(stats)})
 
     def decide(self, ctx: Context) -> Decision:
-        from ..metrics import choose_late_metric, late_metric_values
+        from ..metrics import choose_late_metric, late_metric_curves
 
         config, work, n, k = ctx.config, ctx.work, ctx.num_steps, ctx.config.segments
         trajectories = ctx.trajectories()
@@ -155,15 +155,11 @@ class SweepMethod(Method):
             ref = ctx.reference_state()
             extractor = ctx.extractor("fid")
             candidates = [[u["fid_features"][p] for u in per_unit] for p in patterns]
-            for name in ("fid", "kid"):
-                values, kid_std, size = late_metric_values(
-                    name, extractor, ref, candidates, subset_size=config.kid_subset_size
-                )
-                curves[name] = values
-                if name == "kid":
-                    spread, subset = kid_std, size
             frames = sum(f.shape[0] for f in candidates[large])
             metric = choose_late_metric(config.late_metric, frames, candidates[large][0].shape[1])
+            measured = late_metric_curves(metric, extractor, ref, candidates, subset_size=config.kid_subset_size)
+            curves = {name: values for name, (values, _, _) in measured.items()}
+            _, spread, subset = measured["kid"]
         if curves:
             values = curves[metric]
             chosen, rule = within_tolerance(metric, flops, values, large, config.tolerance, spread)

@@ -1,0 +1,204 @@
+"""Ground truth for the demo pair: every K-segment schedule judged from pixels, and where each method lands.
+
+All 2^K assignments of K equal segments to large/small (paper sec 5.2) are generated on held-out prompts x seeds
+(batched, on the prefix trie: each trie node computed once) and scored by the demo judge (all-attributes-right
+accuracy, detail score), never by the calibrator's feature model; FLOPs come from the profile's cost. The
+accuracy-FLOPs Pareto front is plotted with the schedules of the full method (``--profile``), the divergence
+method, the sweep's own choice (``--sweep-profile``) and the paper's fixed 40 %/80 % boundaries marked; those
+off the K-segment grid are generated and judged on the same units.
+
+    python scripts/demo_ground_truth.py --profile profiles/demo.json --segments 8 --output docs/demo-ground-truth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _judge(videos: Any, prompts: list[str]) -> dict[str, float]:
+    from calibrate.demo.judge import judge_videos
+
+    verdict = judge_videos(videos, prompts)
+    return {"accuracy": float(verdict["all"]), "detail": float(verdict["detail"])}
+
+
+def pareto_max(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the (FLOPs minimised, accuracy maximised) Pareto front, cheapest first."""
+    from calibrate.pareto import pareto_front_max
+
+    return pareto_front_max(points)
+
+
+def front_distance(flops: float, accuracy: float, points: list[tuple[float, float]], front: list[int]) -> dict:
+    """How far a schedule is from the front: accuracy gap at its FLOPs, FLOPs the front saves at its accuracy."""
+    cheaper = [points[i][1] for i in front if points[i][0] <= flops + 1e-9]
+    best_at_cost = max(cheaper) if cheaper else accuracy
+    as_good = [points[i][0] for i in front if points[i][1] >= accuracy - 1e-9]
+    cheapest_as_good = min(as_good) if as_good else flops
+    return {"accuracy_gap": best_at_cost - accuracy, "flops_saved_by_front": flops - cheapest_as_good}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo", help="the full method's profile (shipped name or path)")
+    parser.add_argument("--divergence-profile", default=None, help="the divergence method's profile, if calibrated")
+    parser.add_argument("--sweep-profile", default=None, help="the sweep method's profile, if calibrated")
+    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--seeds", default="1000,1001", help="held-out seeds (the calibration uses 0)")
+    parser.add_argument("--prompts", type=int, default=None, help="held-out prompts (default: all demo prompts)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path("demo-ground-truth"))
+    args = parser.parse_args()
+
+    import torch
+
+    import flowblending
+    from calibrate.demo.cli import demo_settings
+    from calibrate.demo.data import PROMPTS
+    from calibrate.sampling import ReplaySampler, Unit
+    from calibrate.trie import pattern_plan, walk_trie
+    from flowblending.cost import schedule_cost
+    from flowblending.schedule import pattern_of, plan_steps, segments_from_pattern
+
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    settings = demo_settings()
+    profile = flowblending.load_profile(args.profile)
+    n = profile.setting.num_inference_steps
+    pipe = flowblending.load_pipeline(profile, roles=tuple(profile.models))
+    pipe.set_progress_bar_config(disable=True)
+    models = dict(pipe.transformer.roles)
+    pipe.transformer = models["large"]
+    kwargs = {
+        "height": int(settings["height"]),
+        "width": int(settings["width"]),
+        "num_frames": int(settings["num_frames"]),
+        "guidance_scale": float(settings["guidance_scale"]),
+        "max_sequence_length": int(settings["max_sequence_length"]),
+    }
+    sampler = ReplaySampler(pipe, models, kwargs, n)
+    prompts = list(PROMPTS[: args.prompts] if args.prompts else PROMPTS)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    flops_per_step = {r: profile.cost.flops_per_step[r] for r in ("large", "small")}
+    large_flops = schedule_cost(["large"] * n, flops_per_step).flops_total
+
+    scores: dict[str, list[dict[str, float]]] = {}
+    for seed in seeds:  # one unit per seed: all prompts in one batch
+        unit = Unit(0, prompts, seed)
+
+        def on_leaf(pattern: str, frames: Any) -> None:
+            scores.setdefault(pattern, []).append(_judge(frames, prompts))
+
+        walk_trie(sampler, unit, args.segments, on_leaf)
+        print(f"seed {seed}: {len(scores)} schedules judged ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    def mean(values: list[dict[str, float]], key: str) -> float:
+        return sum(v[key] for v in values) / len(values)
+
+    rows = []
+    for pattern, values in scores.items():
+        plan = pattern_plan(pattern, n)
+        rows.append({
+            "pattern": pattern,
+            "flops_ratio": schedule_cost(plan, flops_per_step).flops_total / large_flops,
+            "accuracy": mean(values, "accuracy"),
+            "detail": mean(values, "detail"),
+        })  # fmt: skip
+
+    marked: dict[str, Any] = {}
+    candidates = {"full method": profile}
+    for label, path in (("divergence method", args.divergence_profile), ("sweep's choice", args.sweep_profile)):
+        if path:
+            candidates[label] = flowblending.load_profile(path)
+    schedules = {label: tuple(p.schedule) for label, p in candidates.items()}
+    schedules["paper 40%/80%"] = segments_from_pattern("LSL", [0.4, 0.8])
+    for label, schedule in schedules.items():
+        plan = plan_steps(schedule, n)
+        videos = []
+        for seed in seeds:
+            frames, _ = sampler.run(Unit(0, prompts, seed), list(plan))
+            videos.append(_judge(frames, prompts))
+        marked[label] = {
+            "schedule": pattern_of(schedule),
+            "segments": [s.to_dict() for s in schedule],
+            "flops_ratio": schedule_cost(list(plan), flops_per_step).flops_total / large_flops,
+            "accuracy": mean(videos, "accuracy"),
+            "detail": mean(videos, "detail"),
+        }
+    points = [(r["flops_ratio"], r["accuracy"]) for r in rows]
+    front = pareto_max(points)
+    for entry in marked.values():
+        entry.update(front_distance(entry["flops_ratio"], entry["accuracy"], points, front))
+    segment_flops = (1 - schedule_cost(["small"] * n, flops_per_step).flops_total / large_flops) / args.segments
+    result = {
+        "segments": args.segments,
+        "num_steps": n,
+        "prompts": len(prompts),
+        "seeds": seeds,
+        "videos_per_schedule": len(prompts) * len(seeds),
+        "flops_ratio_of_one_segment": segment_flops,
+        "schedules": rows,
+        "front": [rows[i]["pattern"] for i in front],
+        "marked": marked,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "ground-truth.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    plot(result, args.output / "demo-pareto.png")
+    print(
+        f"front ({len(front)} schedules): "
+        + ", ".join(f"{rows[i]['pattern']} {rows[i]['accuracy']:.3f}" for i in front)
+    )
+    for label, entry in marked.items():
+        print(
+            f"{label:18} {entry['schedule']:10} FLOPs {entry['flops_ratio']:.3f} accuracy {entry['accuracy']:.3f} "
+            f"detail {entry['detail']:.3f}; gap to the front {entry['accuracy_gap']:.3f} accuracy, "
+            f"{entry['flops_saved_by_front'] / segment_flops:.2f} segments of FLOPs"
+        )
+    print(f"wrote {args.output / 'ground-truth.json'} and demo-pareto.png in {result['wall_s']:.0f} s")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Accuracy against FLOPs of every schedule, the front, and the marked schedules."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    rows = result["schedules"]
+    front = {p for p in result["front"]}
+    fig = Figure(figsize=(7.5, 5), dpi=120)
+    ax = fig.subplots()
+    ax.scatter([r["flops_ratio"] for r in rows], [r["accuracy"] for r in rows], s=10, c="0.7", label="schedule")
+    frontier = sorted((r for r in rows if r["pattern"] in front), key=lambda r: r["flops_ratio"])
+    ax.plot([r["flops_ratio"] for r in frontier], [r["accuracy"] for r in frontier], "-o", c="C0", ms=4,
+            label="Pareto front")  # fmt: skip
+    for r in frontier:
+        ax.annotate(r["pattern"], (r["flops_ratio"], r["accuracy"]), fontsize=6, xytext=(3, -8),
+                    textcoords="offset points")  # fmt: skip
+    markers = ["*", "D", "s", "^"]
+    for (label, entry), marker in zip(result["marked"].items(), markers, strict=False):
+        ax.scatter([entry["flops_ratio"]], [entry["accuracy"]], marker=marker, s=90, zorder=5,
+                   label=f"{label} ({entry['schedule']})")  # fmt: skip
+    ax.set_xlabel("FLOPs relative to large-only")
+    ax.set_ylabel("accuracy (all attributes right, judge)")
+    ax.set_title(
+        f"Demo pair: all {2 ** result['segments']} schedules of {result['segments']} segments, "
+        f"{result['videos_per_schedule']} held-out videos each"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    main()
