@@ -233,6 +233,7 @@ class HFImageFeatures(FrameFeatures):
             raise _not_found(spec, "config", err) from err
         self.model_type: str = config.model_type
         model_kwargs = dict(load_kwargs, dtype=dtype) if dtype is not None else dict(load_kwargs)
+        model_kwargs["use_safetensors"] = True  # never unpickle weights named by a profile or a command line
         architectures = list(getattr(config, "architectures", None) or [])
         projection_arch = next((a for a in architectures if a.endswith("VisionModelWithProjection")), None)
         try:

@@ -49,7 +49,8 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
     from flowblending.loading import _dtype_kwargs, _not_available, check_compatible
     from flowblending.profile import ModelSpec, resolve_model_location
 
-    from_kwargs: dict[str, Any] = {**_dtype_kwargs(dtype)}
+    # safetensors only: a pickle-only model is refused (PickleWeightsError), never unpickled
+    from_kwargs: dict[str, Any] = {**_dtype_kwargs(dtype), "use_safetensors": True}
     if config.local_files_only is not None:
         from_kwargs["local_files_only"] = config.local_files_only
     try:

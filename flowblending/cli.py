@@ -209,6 +209,11 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 @click.option("--fps", type=click.IntRange(min=1), default=None)
 @click.option("--local-files-only", is_flag=True, help="Never download (also set by HF_HUB_OFFLINE=1).")
 @click.option("--dry-run", is_flag=True, help="Print the per-step plan and FLOPs; load no weights.")
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Also load models that only have pickle (.bin) weights; unpickling can run code: trusted sources only.",
+)
 def run(
     profile_name: str,
     prompt: str | None,
@@ -231,6 +236,7 @@ def run(
     fps: int | None,
     local_files_only: bool,
     dry_run: bool,
+    allow_pickle: bool,
 ) -> None:
     """Generate a video with a profile (large model early and late, small model in the middle)."""
     from .prompts import read_prompts, slug
@@ -295,6 +301,7 @@ def run(
         local_files_only=local_files_only or None,
         routing=routing,
         schedule=schedule,
+        allow_pickle=allow_pickle,
     )
     warned = False
     for text, target in jobs:

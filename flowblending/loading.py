@@ -3,13 +3,20 @@
 ``load_pipeline`` loads the base role's full pipeline (text encoder, VAE, tokenizer, scheduler) with
 ``DiffusionPipeline.from_pretrained`` and only the transformer of every other role; ``apply_profile`` installs
 the router in a pipeline the user already has. Pair compatibility is checked before anything is generated.
+
+A profile names what gets loaded, and profiles are shared, so loading is safe by default: weights are read from
+safetensors only (``use_safetensors=True``), a model with only pickle weights is refused unless the caller passes
+``allow_pickle=True`` (``--allow-pickle``), and ``trust_remote_code`` is never passed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -18,6 +25,30 @@ from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailabl
 from .profile import ModelSpec, Profile, load_profile
 from .router import Routing, RoutingTransformer
 from .schedule import Segment
+
+
+class PickleWeightsError(ModelNotAvailableError):
+    """A model has only pickle weights (``.bin``), which are loaded only with ``allow_pickle=True``."""
+
+
+#: What diffusers 0.42 and transformers 5 raise (OSError) when ``use_safetensors=True`` finds no safetensors file:
+#: a local directory (both libraries), a Hub repository without one, and a pipeline repository's file listing.
+_NO_SAFETENSORS = (
+    re.compile(r"Error no file named (?P<file>[^\s,]+\.safetensors) found in directory (?P<dir>.+?)\.?$"),
+    re.compile(r"(?P<repo>\S+) does not appear to have a file named (?P<file>[^\s,]+\.safetensors)"),
+    re.compile(r"Could not find the necessary `safetensors` weights in (?P<files>.+) \(variant="),
+)
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_PICKLE_NAME = re.compile(r"[\w./-]+\.(?:bin|pt|pth|ckpt|pkl)\b")
+_NO_REMOTE_CODE = (
+    "trust_remote_code",
+    "flowblending never runs code from a model repository (a profile names what gets loaded); "
+    "load the pipeline yourself and use apply_profile(pipe, profile, ...)",
+)
+_PICKLE_OPT_IN = (
+    "if you trust its source, pass --allow-pickle (flowblending run) or allow_pickle=True "
+    "(load_pipeline / load_transformer), or convert it once with save_pretrained(..., safe_serialization=True)"
+)
 
 #: Config fields that must agree between transformers sharing one pipeline (latents in, velocity out, text in).
 COMPATIBILITY_FIELDS = (
@@ -68,8 +99,74 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _not_available(spec: ModelSpec, role: str, exc: BaseException) -> ModelNotAvailableError:
+def _safe_kwargs(allow_pickle: bool) -> dict[str, Any]:
+    """``use_safetensors=True`` unless pickle weights are allowed (then diffusers prefers safetensors, falls back)."""
+    if not isinstance(allow_pickle, bool):
+        raise FlowBlendingError(f"allow_pickle must be True or False, got {allow_pickle!r}.")
+    return {} if allow_pickle else {"use_safetensors": True}
+
+
+class _DropFetchErrors(logging.Filter):
+    """Drops diffusers' "An error occurred while trying to fetch" log line: the error raised says it in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("An error occurred while trying to fetch")
+
+
+@contextlib.contextmanager
+def _quiet_fetch_errors() -> Iterator[None]:
+    """While loading, keep diffusers from logging the missing-safetensors error that is raised (and mapped) anyway."""
+    logger, dropper = logging.getLogger("diffusers.models.modeling_utils"), _DropFetchErrors()
+    logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropper)
+
+
+def _pickle_only(exc: BaseException | None) -> tuple[str, list[str]] | None:
+    """(directory or "", pickle file names) when ``exc`` is the no-safetensors error of a model with pickle weights.
+
+    A Hub repository that lacks the safetensors file gives no listing: its names are empty.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        message = str(exc).strip()
+        for pattern in _NO_SAFETENSORS:
+            match = pattern.search(message)
+            if match is None:
+                continue
+            found = match.groupdict()
+            if found.get("dir"):  # a local directory: the refusal is about pickle only if pickle files are there
+                directory = found["dir"]
+                try:
+                    names = sorted(n for n in os.listdir(directory) if n.endswith(_PICKLE_SUFFIXES))
+                except OSError:
+                    return None
+                return (directory, names) if names else None
+            if found.get("files"):  # a Hub repository's file listing: its pickle files
+                names = sorted(set(_PICKLE_NAME.findall(found["files"])))
+                return ("", names) if names else None
+            return ("", [])  # a Hub repository without the safetensors file
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _not_available(spec: ModelSpec, role: str, exc: BaseException | None) -> ModelNotAvailableError:
     where = f" (revision {spec.revision})" if spec.revision else ""
+    pickle = _pickle_only(exc)
+    if pickle is not None:
+        directory, names = pickle
+        root = os.path.abspath(spec.location)
+        if directory and os.path.abspath(directory).startswith(root + os.sep):  # a pipeline component
+            sub = os.path.relpath(directory, root)
+            names = [f"{sub}/{n}" for n in names]
+        what = f"only pickle weights ({', '.join(names)})" if names else "no safetensors weights, only pickle ones"
+        return PickleWeightsError(
+            f"refusing to load the {role!r} model {spec.id!r}{where}: it has {what}, and unpickling can run "
+            f"arbitrary code; {_PICKLE_OPT_IN}."
+        )
     if os.path.isabs(spec.location) or spec.id.startswith((".", "package://")):
         hint = f"the directory {spec.location} does not hold a diffusers model ({exc.__class__.__name__}: {exc})"
         return ModelNotAvailableError(f"cannot load the {role!r} model: {hint}.")
@@ -102,8 +199,13 @@ def load_transformer(
     torch_dtype: torch.dtype | None = None,
     local_files_only: bool | None = None,
     like: Any = None,
+    allow_pickle: bool = False,
 ) -> Any:
-    """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision)."""
+    """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision).
+
+    Only safetensors weights are read unless ``allow_pickle=True``; a model with only pickle weights raises
+    PickleWeightsError.
+    """
     profile = load_profile(profile)
     if role not in profile.models:
         raise FlowBlendingError(f"role {role!r} is not in profile {profile.name!r}; roles: {', '.join(profile.roles)}.")
@@ -117,13 +219,14 @@ def load_transformer(
                 f"profile {profile.name!r} gives no transformer_class for role {role!r}; add it to models.{role}."
             )
         cls = type(like)
-    kwargs: dict[str, Any] = {"revision": spec.revision, **_dtype_kwargs(torch_dtype)}
+    kwargs: dict[str, Any] = {"revision": spec.revision, **_dtype_kwargs(torch_dtype), **_safe_kwargs(allow_pickle)}
     if spec.subfolder:
         kwargs["subfolder"] = spec.subfolder
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     try:
-        model = cls.from_pretrained(spec.location, **kwargs)
+        with _quiet_fetch_errors():
+            model = cls.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise _not_available(spec, role, exc) from exc
     return model.eval()
@@ -217,31 +320,43 @@ def load_pipeline(
     routing: Routing = "fraction",
     schedule: tuple[Segment, ...] | None = None,
     roles: tuple[str, ...] | None = None,
+    allow_pickle: bool = False,
     **from_pretrained_kwargs: Any,
 ) -> Any:
     """Load the base role's pipeline and the other roles' transformers, then install the router.
 
     ``roles``: the roles to load (default: those the schedule runs); pass every role to switch schedules later
-    with ``apply_profile(pipe, profile, schedule=...)`` without reloading.
+    with ``apply_profile(pipe, profile, schedule=...)`` without reloading. Every component is read from
+    safetensors only unless ``allow_pickle=True``; a model with only pickle weights raises PickleWeightsError.
     """
+    for key, fix in (("use_safetensors", "pass allow_pickle=True to also load pickle weights"), _NO_REMOTE_CODE):
+        if key in from_pretrained_kwargs:
+            raise FlowBlendingError(f"load_pipeline does not take {key}={from_pretrained_kwargs[key]!r}; {fix}.")
     profile = load_profile(profile)
     spec = profile.models[profile.base_role]
     cls = _pipeline_class(profile.pipeline_class)
     kwargs: dict[str, Any] = {
         "revision": spec.revision,
         **_dtype_kwargs(torch_dtype),
+        **_safe_kwargs(allow_pickle),
         **from_pretrained_kwargs,
     }
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
     try:
-        pipe = cls.from_pretrained(spec.location, **kwargs)
+        with _quiet_fetch_errors():
+            pipe = cls.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise _not_available(spec, profile.base_role, exc) from exc
     segments = schedule or profile.schedule
     others = {
         role: load_transformer(
-            profile, role, torch_dtype=torch_dtype, local_files_only=local_files_only, like=pipe.transformer
+            profile,
+            role,
+            torch_dtype=torch_dtype,
+            local_files_only=local_files_only,
+            like=pipe.transformer,
+            allow_pickle=allow_pickle,
         )
         for role in sorted(set(roles or {s.model for s in segments}) - {profile.base_role})
     }

@@ -1,10 +1,12 @@
 """The routing transformer: one module set as ``pipe.transformer`` that runs the planned model at each step.
 
 Stock diffusers pipelines are never forked (docs/architecture.md#routing). The router holds every role's
-transformer, exposes the base (large) model's ``config``, ``dtype`` and ``device``, and on each call looks up the
-current step from the pipeline's scheduler (``scheduler.step_index``, which is exact even when UniPC repeats a
-timestep) to pick the model of the planned segment. All calls of one step (Wan's cond and uncond calls, LTX's
-batched call) therefore go to the same model.
+transformer, exposes the base (large) model's ``config``, ``dtype`` and ``device`` (any other attribute a pipeline
+reads, such as Kandinsky 5's ``visual_cond``, resolves on the base model), and on each call looks up the current
+step to pick the model of the planned segment: from ``scheduler.step_index``, which is exact even when UniPC
+repeats a timestep, or, for schedulers without one (DDIM, PNDM, CogVideoX's), from the pipeline's current
+timestep (a new tensor each loop iteration) matched in order against ``scheduler.timesteps``. All calls of one
+step (Wan's cond and uncond calls, LTX's batched call) therefore go to the same model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from .errors import FlowBlendingError
 from .schedule import Segment, plan_by_sigma, plan_segments
 
 Routing = Literal["fraction", "sigma"]
+
+_MISSING = object()
 
 
 @dataclass
@@ -93,7 +97,33 @@ class RoutingTransformer(ModelMixin):
         self._call_name: str | None = None
         self._pending_cond: tuple[int, torch.Tensor] | None = None
         self._dtypes: dict[str, torch.dtype] = {}
+        # for schedulers without step_index: the run's timesteps as floats, the last step and its timestep object
+        self._timestep_values: tuple[float, ...] = ()
+        self._last_step = -1
+        self._last_timestep: torch.Tensor | None = None
         self.counters = RunCounters()
+
+    def __getattr__(self, name: str) -> Any:
+        """Parameters, buffers and submodules as in ``nn.Module``; any other public attribute from the base model."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pass
+        # Read only __dict__ here: attribute access on self would re-enter __getattr__ (e.g. during __init__).
+        # Private and dunder names are never forwarded, so hooks (accelerate's _hf_hook, diffusers' hooks) and
+        # copy/pickle protocols see the router itself.
+        roles = self.__dict__.get("_modules", {}).get("roles")
+        base_role = self.__dict__.get("base_role")
+        base = roles._modules.get(base_role) if roles is not None and base_role is not None else None
+        if base is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        try:
+            return getattr(base, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}, and neither has its base model "
+                f"{type(base).__name__} (role {base_role!r})"
+            ) from None
 
     # --- what the pipeline reads -------------------------------------------------------------------------
     @property
@@ -149,7 +179,9 @@ class RoutingTransformer(ModelMixin):
             )
         if timesteps is not self._run_timesteps:  # set_timesteps ran: a new generation starts
             self._start_run(scheduler, timesteps)
-        index = scheduler.step_index
+        index = getattr(scheduler, "step_index", _MISSING)
+        if index is _MISSING:
+            return self._step_from_current_timestep(scheduler)
         step = 0 if index is None else int(index)
         if not 0 <= step < len(self._plan):
             raise FlowBlendingError(
@@ -158,15 +190,54 @@ class RoutingTransformer(ModelMixin):
             )
         return step
 
+    def _step_from_current_timestep(self, scheduler: Any) -> int:
+        """The step of a call for a scheduler without ``step_index``, from the pipeline's ``_current_timestep``.
+
+        Pipelines set ``_current_timestep = t`` once per loop iteration, and iterating the timesteps tensor gives a
+        new tensor object each iteration: a new object is the next step, whose value is looked up in
+        ``scheduler.timesteps`` after the previous step's index. Repeated timesteps (PNDM repeats one) are thus
+        counted in call order, and a run that starts late (img2img strength) starts at its first timestep.
+        """
+        pipe = self._pipeline()
+        current = getattr(pipe, "_current_timestep", None)
+        name = type(scheduler).__name__
+        if not isinstance(current, torch.Tensor) or current.numel() != 1:
+            raise FlowBlendingError(
+                f"scheduler {name} has no step_index and {type(pipe).__name__} does not record its current timestep "
+                f"(pipe._current_timestep is {type(current).__name__}), so the router cannot tell which step a call "
+                "belongs to; use a scheduler with step_index (e.g. FlowMatchEulerDiscreteScheduler, "
+                "UniPCMultistepScheduler, DPMSolverMultistepScheduler)."
+            )
+        if current is self._last_timestep:  # another call of the same step (Wan's uncond call)
+            return self._last_step
+        value = float(current)
+        start = self._last_step + 1
+        for step in range(start, len(self._timestep_values)):
+            if self._timestep_values[step] == value:
+                self._last_step, self._last_timestep = step, current
+                return step
+        raise FlowBlendingError(
+            f"the pipeline's current timestep {value:g} is not among scheduler {name}'s timesteps after step "
+            f"{start - 1} ({len(self._timestep_values)} planned); the router maps calls to steps by timestep for "
+            "schedulers without step_index, so the pipeline must step through scheduler.timesteps in order."
+        )
+
     def _start_run(self, scheduler: Any, timesteps: torch.Tensor) -> None:
         n = len(timesteps)
         if self.routing == "sigma":
+            if getattr(scheduler, "sigmas", None) is None:
+                raise FlowBlendingError(
+                    f"routing='sigma' needs the scheduler's sigmas, but {type(scheduler).__name__} has none; "
+                    "use routing='fraction' (--routing fraction) with this scheduler."
+                )
             sigmas = [float(s) for s in scheduler.sigmas[:n]]
             self._plan = plan_by_sigma(self.schedule, self.boundary_sigmas, sigmas)
         else:
             self._plan = plan_segments(self.schedule, n)
         self._run_timesteps = timesteps
         self._pending_cond = None
+        self._last_step, self._last_timestep = -1, None
+        self._timestep_values = () if hasattr(scheduler, "step_index") else tuple(float(t) for t in timesteps)
         # ModelMixin.dtype walks every module: read it once per run (pipe.to() between runs is picked up)
         self._dtypes = {role: model.dtype for role, model in self.roles.items()}
         self.counters = RunCounters(num_steps=n)
