@@ -499,6 +499,14 @@ def _checked(data: Any) -> tuple[dict | None, list[str]]:
     errors = _json_value_errors(data)
     if errors:
         return None, errors
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if isinstance(version, int | float) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        from . import __version__
+
+        return None, [
+            f"$.schema_version: this profile uses format version {version:g}, newer than the version "
+            f"{SCHEMA_VERSION} this flowblending {__version__} reads; upgrade with `pip install -U flowblending`."
+        ]
     schema_errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if schema_errors:
         return None, [_schema_message(e) for e in schema_errors]

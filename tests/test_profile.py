@@ -90,7 +90,8 @@ def test_save_refuses_an_invalid_profile_and_leaves_no_file(tmp_path):
             r"\$\.schedule\[1\]: segment .small. has start=0.8 >= end=0.4",
         ),
         (lambda d: d["pipeline"].update(base="huge"), r"\$\.pipeline\.base: unknown role 'huge'"),
-        (lambda d: d.update(schema_version=2), r"\$\.schema_version: 1 was expected"),
+        (lambda d: d.update(schema_version=0), r"\$\.schema_version: 1 was expected"),
+        (lambda d: d.update(schema_version=2), r"\$\.schema_version: this profile uses format version 2, newer"),
         (lambda d: d["boundaries"][0].update(step=19), r"\$\.boundaries\[0\]\.step: 19 but"),
         (lambda d: d["cost"].update(flops_total=1.0), r"\$\.cost\.flops_total"),
         (
@@ -186,3 +187,21 @@ def test_mutations_are_valid_or_rejected_cleanly(data):
         assert exc.errors and all(isinstance(e, str) and e for e in exc.errors)
     else:
         assert validate_profile_dict(profile.to_dict()) == []
+
+
+def test_a_newer_format_version_is_refused_with_one_line_naming_it_and_the_upgrade(tmp_path):
+    import json
+
+    from flowblending.profile import ProfileError, load_profile
+
+    from pathlib import Path
+
+    data = json.loads(Path(__file__).resolve().parents[1].joinpath("profiles", "wan21.json").read_text())
+    data["schema_version"] = 2
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert "format version 2, newer than the version 1" in str(info.value)
+    problems = [line for line in str(info.value).splitlines() if line.strip().startswith("$.")]
+    assert len(problems) == 1 and "pip install -U flowblending" in problems[0]
