@@ -24,20 +24,28 @@ _LAZY = {
     "load_pipeline": "loading",
     "load_transformer": "loading",
     "RoutingTransformer": "router",
+    "BlendCacheConfig": "caching",
+    "apply_blend_cache": "caching",
+    "RoleOffloadConfig": "offload",
+    "apply_role_offload": "offload",
     "schedule_cost": "cost",
     "make_profile": "compose",
 }
 
 __all__ = [
+    "BlendCacheConfig",
     "FlowBlendingError",
     "IncompatibleModelsError",
     "ModelNotAvailableError",
     "Profile",
     "ProfileError",
+    "RoleOffloadConfig",
     "RoutingTransformer",
     "Segment",
     "__version__",
+    "apply_blend_cache",
     "apply_profile",
+    "apply_role_offload",
     "load_pipeline",
     "load_profile",
     "load_transformer",
@@ -49,10 +57,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .caching import BlendCacheConfig, apply_blend_cache
     from .compose import make_profile
     from .cost import schedule_cost
     from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError, ProfileError
     from .loading import apply_profile, load_pipeline, load_transformer
+    from .offload import RoleOffloadConfig, apply_role_offload
     from .profile import Profile, load_profile, save_profile, shipped_profile_names
     from .router import RoutingTransformer
     from .schedule import Segment, plan_steps

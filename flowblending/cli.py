@@ -214,6 +214,19 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
     is_flag=True,
     help="Also load models that only have pickle (.bin) weights; unpickling can run code: trusted sources only.",
 )
+@click.option(
+    "--cache",
+    "cache_spec",
+    default=None,
+    help="diffusers cache on each role, counted per stretch of steps: first-block[:THRESHOLD], "
+    "taylorseer[:INTERVAL[:WARMUP]], magcache:THRESHOLD:RATIOS.json (role -> mag_ratios). See docs/acceleration.md.",
+)
+@click.option(
+    "--offload",
+    type=click.Choice(["model", "group"]),
+    default=None,
+    help="Keep only the running role on the device: whole models (model CPU offload) or block groups (group).",
+)
 def run(
     profile_name: str,
     prompt: str | None,
@@ -237,6 +250,8 @@ def run(
     local_files_only: bool,
     dry_run: bool,
     allow_pickle: bool,
+    cache_spec: str | None,
+    offload: str | None,
 ) -> None:
     """Generate a video with a profile (large model early and late, small model in the middle)."""
     from .prompts import read_prompts, slug
@@ -289,10 +304,12 @@ def run(
 
         dev = f"cuda:{procs.rank % max(1, torch.cuda.device_count())}"
 
+    from .caching import parse_cache_spec
     from .generate import generate
     from .loading import load_pipeline
     from .video import save_video
 
+    cache = parse_cache_spec(cache_spec) if cache_spec else None
     click.echo(f"loading {profile.name}: " + ", ".join(f"{r}={s.id}" for r, s in profile.models.items()))
     pipe = load_pipeline(
         profile,
@@ -302,6 +319,8 @@ def run(
         routing=routing,
         schedule=schedule,
         allow_pickle=allow_pickle,
+        cache=cache,
+        offload=offload,
     )
     warned = False
     for text, target in jobs:

@@ -12,6 +12,7 @@ safetensors only (``use_safetensors=True``), a model with only pickle weights is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -239,16 +240,20 @@ def apply_profile(
     *,
     schedule: tuple[Segment, ...] | None = None,
     routing: Routing = "fraction",
+    cache: Any = None,
 ) -> Any:
     """Install the profile's routing transformer as ``pipe.transformer`` and return the pipeline.
 
     ``pipe.transformer`` is the base role's model (or a router already installed: it is replaced);
     ``transformers`` gives the other roles' models, e.g. ``{"small": small_transformer}``. A model id that
-    differs from the profile's only warns, so a shipped profile can be applied to a fine-tune.
+    differs from the profile's only warns, so a shipped profile can be applied to a fine-tune. ``cache``: a
+    diffusers cache config for every role, a mapping role -> config, or a ``BlendCacheConfig``
+    (docs/acceleration.md); ``None`` keeps the caches already enabled.
     """
     profile = load_profile(profile)
     current = pipe.transformer
     given = dict(transformers or {})
+    previous = current if isinstance(current, RoutingTransformer) else None
     if isinstance(current, RoutingTransformer):
         given = {**{r: m for r, m in current.roles.items()}, **given}
         current = current.roles[current.base_role]
@@ -290,6 +295,12 @@ def apply_profile(
         routing=routing,
         boundary_sigmas=[b.sigma for b in profile.boundaries] if routing == "sigma" else None,
     )
+    if previous is not None:  # caches enabled on the roles keep their per-stretch bookkeeping
+        router.stretch_callbacks.update(previous.stretch_callbacks)
+    if cache is not None:
+        from .caching import apply_blend_cache
+
+        apply_blend_cache(router, cache)
     pipe.transformer = router
     router.attach(pipe)
     return pipe
@@ -321,6 +332,8 @@ def load_pipeline(
     schedule: tuple[Segment, ...] | None = None,
     roles: tuple[str, ...] | None = None,
     allow_pickle: bool = False,
+    cache: Any = None,
+    offload: Any = None,
     **from_pretrained_kwargs: Any,
 ) -> Any:
     """Load the base role's pipeline and the other roles' transformers, then install the router.
@@ -328,6 +341,8 @@ def load_pipeline(
     ``roles``: the roles to load (default: those the schedule runs); pass every role to switch schedules later
     with ``apply_profile(pipe, profile, schedule=...)`` without reloading. Every component is read from
     safetensors only unless ``allow_pickle=True``; a model with only pickle weights raises PickleWeightsError.
+    ``cache``: as in ``apply_profile``. ``offload``: ``"model"``, ``"group"`` or a ``RoleOffloadConfig``: only
+    the running role is on ``device`` (docs/acceleration.md); the pipeline is then not moved as a whole.
     """
     for key, fix in (("use_safetensors", "pass allow_pickle=True to also load pickle weights"), _NO_REMOTE_CODE):
         if key in from_pretrained_kwargs:
@@ -360,7 +375,14 @@ def load_pipeline(
         )
         for role in sorted(set(roles or {s.model for s in segments}) - {profile.base_role})
     }
-    apply_profile(pipe, profile, others, schedule=schedule, routing=routing)
-    if device is not None:
+    apply_profile(pipe, profile, others, schedule=schedule, routing=routing, cache=cache)
+    if offload is not None:
+        from .offload import RoleOffloadConfig, apply_role_offload
+
+        config = RoleOffloadConfig(kind=offload) if isinstance(offload, str) else offload
+        if config.device is None and device is not None:
+            config = dataclasses.replace(config, device=device)
+        apply_role_offload(pipe, config)
+    elif device is not None:
         pipe.to(device)
     return pipe

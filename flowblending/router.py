@@ -7,13 +7,18 @@ step to pick the model of the planned segment: from ``scheduler.step_index``, wh
 repeats a timestep, or, for schedulers without one (DDIM, PNDM, CogVideoX's), from the pipeline's current
 timestep (a new tensor each loop iteration) matched in order against ``scheduler.timesteps``. All calls of one
 step (Wan's cond and uncond calls, LTX's batched call) therefore go to the same model.
+
+For diffusers' cache hooks each *stretch* (the maximal run of consecutive steps of one role) is a complete run of
+its own: the role's stateful hooks are reset when a stretch starts, and the cache context the pipeline passes is
+given to the running model with ``step_index`` counted from the stretch's first step and ``num_inference_steps``
+set to the stretch's length (docs/acceleration.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +31,9 @@ from .schedule import Segment, plan_by_sigma, plan_segments
 Routing = Literal["fraction", "sigma"]
 
 _MISSING = object()
+
+# called as callback(role, model, start, length, num_steps) when a stretch of ``length`` steps of ``role`` begins
+StretchCallback = Callable[[str, torch.nn.Module, int, int, int], None]
 
 
 @dataclass
@@ -95,6 +103,11 @@ class RoutingTransformer(ModelMixin):
         self._run_timesteps: torch.Tensor | None = None
         self._plan: tuple[int, ...] = ()
         self._call_name: str | None = None
+        self._call_context: dict[str, Any] = {}
+        # per step: (first step, length) of the stretch of consecutive steps of one role that holds it
+        self._stretches: tuple[tuple[int, int], ...] = ()
+        self._active_stretch: int | None = None
+        self.stretch_callbacks: dict[str, StretchCallback] = {}
         self._pending_cond: tuple[int, torch.Tensor] | None = None
         self._dtypes: dict[str, torch.dtype] = {}
         # for schedulers without step_index: the run's timesteps as floats, the last step and its timestep object
@@ -144,16 +157,24 @@ class RoutingTransformer(ModelMixin):
 
     @contextlib.contextmanager
     def cache_context(self, name: str, **kwargs: Any):
-        """Enter every routed model's cache context (caching hooks keep working) and remember the call name."""
-        self._call_name = name
-        with contextlib.ExitStack() as stack:
-            for model in self.roles.values():
-                if hasattr(model, "cache_context"):
-                    stack.enter_context(model.cache_context(name, **kwargs))
-            try:
-                yield
-            finally:
-                self._call_name = None
+        """Remember the call's name and cache context; ``forward`` gives it to the running model, stretch-relative."""
+        self._call_name, self._call_context = name, kwargs
+        try:
+            yield
+        finally:
+            self._call_name, self._call_context = None, {}
+
+    def enable_group_offload(self, onload_device: torch.device, **kwargs: Any) -> None:
+        """Group offloading on each role's transformer (what ``pipe.enable_group_offload`` calls), never the router."""
+        for model in self.roles.values():
+            model.enable_group_offload(onload_device, **kwargs)
+
+    def _reset_stateful_cache(self, recurse: bool = True) -> None:
+        """Reset every role's stateful hooks (the pipeline calls this when a run ends) and forget the stretch."""
+        self._active_stretch = None
+        for model in self.roles.values():
+            if hasattr(model, "_reset_stateful_cache"):
+                model._reset_stateful_cache(recurse=recurse)
 
     # --- wiring -----------------------------------------------------------------------------------------
     def attach(self, pipeline: Any) -> None:
@@ -234,6 +255,8 @@ class RoutingTransformer(ModelMixin):
             self._plan = plan_by_sigma(self.schedule, self.boundary_sigmas, sigmas)
         else:
             self._plan = plan_segments(self.schedule, n)
+        self._stretches = _stretches(tuple(self.schedule[k].model for k in self._plan))
+        self._active_stretch = None
         self._run_timesteps = timesteps
         self._pending_cond = None
         self._last_step, self._last_timestep = -1, None
@@ -247,8 +270,20 @@ class RoutingTransformer(ModelMixin):
         step = self._current_step()
         segment = self.schedule[self._plan[step]]
         model = self.roles[segment.model]
+        start, length = self._stretches[step]
+        if start != self._active_stretch:
+            self._enter_stretch(segment.model, model, start, length)
         args, kwargs = cast_inputs(args, kwargs, self._dtypes[segment.model])
-        out = model(*args, **kwargs)
+        if self._call_name is not None and hasattr(model, "cache_context"):
+            context = dict(self._call_context)
+            if "step_index" in context:
+                context["step_index"] = step - start
+            if "num_inference_steps" in context:
+                context["num_inference_steps"] = length
+            with model.cache_context(self._call_name, **context):
+                out = model(*args, **kwargs)
+        else:
+            out = model(*args, **kwargs)
         self.counters.record(step, segment.model)
         sample = out[0] if isinstance(out, tuple) else out.sample
         sample = sample.to(self._dtypes[self.base_role])
@@ -258,6 +293,14 @@ class RoutingTransformer(ModelMixin):
             return (sample, *out[1:])
         out.sample = sample
         return out
+
+    def _enter_stretch(self, role: str, model: torch.nn.Module, start: int, length: int) -> None:
+        """Start a stretch: reset the role's stateful hooks (cache state never crosses a switch), run the callbacks."""
+        self._active_stretch = start
+        if hasattr(model, "_reset_stateful_cache"):
+            model._reset_stateful_cache()
+        for callback in self.stretch_callbacks.values():
+            callback(role, model, start, length, len(self._plan))
 
     def _guide(self, step: int, sample: torch.Tensor, scale: float) -> torch.Tensor:
         """Turn the pipeline's CFG ``u + g (c - u)`` into ``u + g' (c - u)`` for a per-segment scale ``g'``."""
@@ -282,6 +325,19 @@ class RoutingTransformer(ModelMixin):
             "knows (Wan's cond/uncond calls or LTX's batched cond_uncond call); remove guidance_scale from the "
             "schedule's segments for this pipeline."
         )
+
+
+def _stretches(roles: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Per step, the (first step, length) of the maximal run of consecutive steps with the same role."""
+    out: list[tuple[int, int]] = []
+    i = 0
+    while i < len(roles):
+        j = i
+        while j < len(roles) and roles[j] == roles[i]:
+            j += 1
+        out.extend([(i, j - i)] * (j - i))
+        i = j
+    return tuple(out)
 
 
 def cast_inputs(args: tuple, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[tuple, dict[str, Any]]:

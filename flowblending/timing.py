@@ -2,13 +2,15 @@
 
 Tests never assert times; this module only measures. Schedules are interleaved across repeats (A B C A B C
 ...) so that machine drift affects them alike, and each is reported as the median of its repeats.
+``interleaved_times`` times any set of variants that way (rotating their order per repeat), and ``spread`` /
+``paired_ratio`` report a median with its range, ratios taken per repeat.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,3 +85,69 @@ def speedup_report(large: ScheduleTiming, small: ScheduleTiming, blended: Schedu
     measured = large.seconds / blended.seconds
     flop = large.flops / blended.flops
     return SpeedupReport(measured, flop, measured / flop, predicted, blended.seconds / predicted)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median of repeated measurements and their range (``low``, ``high``): the figure and how far it moves."""
+
+    median: float
+    low: float
+    high: float
+    samples: tuple[float, ...]
+
+    def __format__(self, spec: str) -> str:
+        spec = spec or ".3f"
+        return f"{self.median:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "low": self.low, "high": self.high, "samples": list(self.samples)}
+
+
+def spread(samples: Sequence[float]) -> Spread:
+    """Median and range of ``samples`` (at least one)."""
+    if not samples:
+        raise ValueError("spread() needs at least one sample.")
+    values = tuple(float(s) for s in samples)
+    return Spread(statistics.median(values), min(values), max(values), values)
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> Spread:
+    """Spread of per-repeat ratios ``numerator[i] / denominator[i]`` (repeat i of both was measured together)."""
+    if len(numerator) != len(denominator):
+        raise ValueError(
+            f"paired_ratio needs as many numerators as denominators ({len(numerator)} vs {len(denominator)})."
+        )
+    return spread([a / b for a, b in zip(numerator, denominator, strict=True)])
+
+
+def interleaved_times(
+    runs: Mapping[str, Callable[[], Any]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    prepare: Callable[[str], Any] | None = None,
+    rotate: bool = True,
+) -> dict[str, list[float]]:
+    """Wall seconds of each of ``runs`` (label -> callable) per repeat, the variants alternating within a repeat.
+
+    ``warmup`` untimed rounds come first. ``prepare(label)``, when given, runs untimed before each call (to install
+    the variant). With ``rotate`` the order inside repeat r starts at variant r (A B C, B C A, C A B, ...) so that
+    no variant always runs first or right after the same neighbour.
+    """
+    import gc
+
+    labels = list(runs)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for rnd in range(warmup + repeats):
+        shift = (rnd - warmup) % len(labels) if rotate and rnd >= warmup else 0
+        for label in labels[shift:] + labels[:shift]:
+            if prepare is not None:
+                prepare(label)
+            gc.collect()
+            start = time.perf_counter()
+            runs[label]()
+            elapsed = time.perf_counter() - start
+            if rnd >= warmup:
+                times[label].append(elapsed)
+    return times

@@ -191,10 +191,9 @@ def test_mutations_are_valid_or_rejected_cleanly(data):
 
 def test_a_newer_format_version_is_refused_with_one_line_naming_it_and_the_upgrade(tmp_path):
     import json
+    from pathlib import Path
 
     from flowblending.profile import ProfileError, load_profile
-
-    from pathlib import Path
 
     data = json.loads(Path(__file__).resolve().parents[1].joinpath("profiles", "wan21.json").read_text())
     data["schema_version"] = 2
