@@ -38,6 +38,13 @@ def test_demo_quick_runs_every_stage(tmp_path):
     results = json.loads((out / "demo-results.json").read_text())
     assert set(results["semantic_accuracy"]) >= {"large-only", "L-S-S", "S-L-L", "small-only"}
     assert results["measured_speedup"] > 0 and len(list((out / "videos").glob("*.gif"))) == 12
+    from PIL import Image
+
+    # 3 prompts x (title + 5 schedule rows: large-only, calibrated, L-S-S, L-S-L, small-only) x 9 frames of 32x32
+    with Image.open(out / "report" / "demo-contact-sheet.png") as sheet:
+        width, height = sheet.size
+    assert width == 120 + 9 * (2 + 96) and height == 3 * (20 + 5 * 96 + 4 * 2) + 2 * 8
+    assert "demo-contact-sheet.png" in report
 
 
 def test_shipped_demo_profile_runs(tmp_path):

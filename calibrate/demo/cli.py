@@ -2,7 +2,7 @@
 
 1. calibrate the demo pair (the same ``flowblending calibrate`` code path, ``package://`` model ids) on demo
    prompts with the synthetic distribution as the FID reference set -> ``demo.json`` and ``report/``;
-2. semantic accuracy (colour, shape by the demo feature model's classifier; direction by the centroid track)
+2. semantic accuracy by the demo judge (colour from pixels, shape by its classifier, direction by the centroid track)
    of large-only, the calibrated schedule, L-S-S, S-L-L and small-only;
 3. wall-time speed-up of the calibrated schedule against large-only on this machine, next to the FLOP model;
 4. videos of the calibrated schedule (GIFs).
@@ -30,7 +30,7 @@ def demo_settings() -> dict[str, Any]:
 
         raise FlowBlendingError(
             f"the demo weights are missing ({TRAINING_RECORD.parent}); reinstall flowblending or rebuild them with "
-            "python -m calibrate.demo.train."
+            "python -m scripts.train_demo --output calibrate/demo/weights (from the repository root)."
         )
     return json.loads(TRAINING_RECORD.read_text(encoding="utf-8"))["generation_settings"]
 
@@ -95,7 +95,8 @@ def run_demo(
     from ..runner import calibrate
     from . import FEATURE_MODEL_DIR
     from .data import PROMPTS
-    from .evaluate import generate, load_feature_classifier, semantic_accuracy
+    from .evaluate import generate, semantic_accuracy
+    from .judge import load_shape_classifier
 
     torch.set_flush_denormal(True)
     started = time.perf_counter()
@@ -144,7 +145,7 @@ def run_demo(
     log(f"[2/4] semantic accuracy on {eval_prompts} prompts per schedule")
     pipe = flowblending.load_pipeline(profile, roles=tuple(profile.models))
     pipe.set_progress_bar_config(disable=True)
-    model, processor = load_feature_classifier(FEATURE_MODEL_DIR)
+    judge = load_shape_classifier()
     eval_set = (
         list(PROMPTS[:eval_prompts])
         if eval_prompts <= len(PROMPTS)
@@ -162,11 +163,12 @@ def run_demo(
             num_inference_steps=profile.setting.num_inference_steps,
             max_sequence_length=int(settings["max_sequence_length"]),
         )
-        accuracy[label] = semantic_accuracy(vids, eval_set, model, processor)
+        accuracy[label] = semantic_accuracy(vids, eval_set, judge)
         videos[label] = vids
         log(
             f"    {label:<22} all correct {accuracy[label]['all']:.3f} (colour {accuracy[label]['colour']:.3f}, "
-            f"shape {accuracy[label]['shape']:.3f}, direction {accuracy[label]['direction']:.3f})"
+            f"shape {accuracy[label]['shape']:.3f}, direction {accuracy[label]['direction']:.3f}; "
+            f"detail {accuracy[label]['detail']:.3f})"
         )
 
     log(f"[3/4] wall time on this machine ({timing_repeats} interleaved repeats)")
@@ -182,6 +184,16 @@ def run_demo(
     log("[4/4] videos")
     from flowblending.video import save_video
 
+    from ..report import write_contact_sheet
+
+    rows = [k for k in videos if not k.startswith("S-L-L")]  # large-only, calibrated, L-S-S, L-S-L, small-only
+    sheet = write_contact_sheet(
+        {
+            f"{prompt} (held-out seed)": {label: videos[label][i].permute(0, 2, 3, 1).numpy() for label in rows}
+            for i, prompt in enumerate(eval_set[:3])
+        },
+        Path(outcome.report_path).parent / "demo-contact-sheet.png",
+    )
     vid_dir = output_dir / "videos"
     written = []
     for i, prompt in enumerate(eval_set[:4]):
@@ -192,6 +204,7 @@ def run_demo(
     results = {
         "profile": str(outcome.profile_path),
         "report": str(outcome.report_path),
+        "contact_sheet": str(sheet),
         "schedule": pattern_of(profile.schedule),
         "segments": [s.to_dict() for s in profile.schedule],
         "premise": profile.calibration["premise"],
@@ -213,6 +226,7 @@ def run_demo(
         '--prompt "a red circle moving left" --output circle.gif)'
     )
     log(f"  report:  {outcome.report_path}")
+    log(f"  contact sheet: {sheet}")
     log(f"  videos:  {vid_dir} ({len(written)} GIFs: large-only / {blended_label} / small-only)")
     log(
         f"  speed-up of {blended_label} over large-only on this machine: {rep.measured_speedup:.2f}x measured, "
@@ -226,17 +240,19 @@ def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> No
         "",
         "## Demo: semantic accuracy",
         "",
-        "Fraction of videos whose colour, shape (demo feature model's classifier) and motion direction "
-        "(centroid track) all match the prompt.",
+        "Held-out generation seeds (the calibration used seed 0). Fraction of videos whose colour (pixel "
+        "statistics), shape (the judge's classifier) and motion direction (centroid track) all match the prompt; "
+        "detail = high-frequency energy relative to real clips (1.0 = as sharp as real).",
         "",
-        "| schedule | all | colour | shape | direction | videos |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| schedule | all | colour | shape | direction | detail | videos |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, acc in results["semantic_accuracy"].items():
         lines.append(
             f"| {label} | {acc['all']:.3f} | {acc['colour']:.3f} | {acc['shape']:.3f} | "
-            f"{acc['direction']:.3f} | {acc['videos']} |"
+            f"{acc['direction']:.3f} | {acc['detail']:.3f} | {acc['videos']} |"
         )
+    lines += ["", "![contact sheet: rows are schedules, columns frames](demo-contact-sheet.png)"]
     lines += ["", "## Demo: wall time on this machine", "", "| schedule | ms / video (end to end) |", "| --- | --- |"]
     lines += [f"| {label} | {ms:.1f} |" for label, ms in results["timing_ms"].items()]
     lines += [
@@ -250,6 +266,15 @@ def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> No
     ]
     with report.open("a", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
+
+
+def _quiet_loading() -> None:
+    """The demo prints its stages and results: no per-component loading bars of diffusers and transformers."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 @click.command("demo")
@@ -277,6 +302,7 @@ def demo_command(
 ) -> None:
     """Calibrate the shipped demo pair, write its profile and report, render videos, measure the speed-up."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_loading()
     from ..cli import _seeds
 
     if quick:

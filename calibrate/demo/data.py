@@ -1,10 +1,19 @@
-"""Synthetic text-to-video distribution of the demo pair: one coloured shape moving on a grey background.
+"""Synthetic text-to-video distribution of the demo pair (v2): one striped, coloured shape moving on grey.
 
 Every clip is 9 frames of 32x32 RGB (the WAN layout ``(3, 9, 32, 32)``, channels then frames) showing one
 shape of one of 4 colours and 3 shapes, moving in one of 4 directions, which gives 48 prompts such as
-``"a red circle moving left"``. Size, speed, start position and the position across the motion are drawn
-at random. Everything is generated on the fly from a seed (no files), so the same ``(n, seed)`` always
-gives the same clips, and the generator doubles as the *reference set* (real samples) for FID.
+``"a red circle moving left"``. Size, speed, start position, the position across the motion and the phase
+of the texture are drawn at random. Everything is generated on the fly from a seed (no files), so the same
+``(n, seed)`` always gives the same clips, and the generator doubles as the *reference set* (real samples)
+for FID.
+
+Stage structure (the reason for the design, see docs/demo-training.md): what the prompt asks for -- the
+colour and the shape bound to one object, and where it moves -- is coarse, low-frequency content that the
+early, high-noise denoising steps decide. Every shape is also filled with **diagonal stripes** (the colour
+alternating with a darker shade of it, period :data:`STRIPE_PERIOD` pixels, locked to the moving shape)
+and has sharp anti-aliased edges: high-frequency detail that no prompt word controls and that only the
+late, low-noise steps render. :func:`detail_score` measures it (high-frequency energy relative to real
+clips: 1.0 = as sharp as real, a blurred model scores well below 1).
 
 Value range: all tensors returned by this module hold values in **[0, 1]** (the range of
 ``WanPipeline(..., output_type="pt")`` and of torchmetrics' FID with ``normalize=True``); the grey
@@ -31,11 +40,15 @@ __all__ = [
     "PROMPTS",
     "SHAPES",
     "SIZE",
+    "STRIPE_PERIOD",
+    "STRIPE_SHADE",
     "ClipBatch",
     "centroid_direction",
     "centroid_track",
     "class_index",
     "class_names",
+    "detail_energy",
+    "detail_score",
     "parse_prompt",
     "prompt_for",
     "reference_frames",
@@ -76,10 +89,16 @@ PROMPTS: list[str] = [
 ]
 """All 48 prompts, ordered colour-major, then shape, then direction."""
 
+STRIPE_PERIOD = 4.0
+"""Period in pixels (measured across the stripes) of the diagonal stripes that fill every shape."""
+
+STRIPE_SHADE = 0.5
+"""The dark stripes are the shape's colour times this factor (both shades stay far from the grey)."""
+
 # Geometry ranges (pixels). ``size`` is the circle's radius; the square's half side is 0.85 * size and the
 # triangle's inradius 0.6 * size, so every shape fits in a disc of radius 1.2 * size around its centre.
-SIZE_RANGE = (3.5, 6.0)
-SPEED_RANGE = (1.0, 2.0)
+SIZE_RANGE = (4.5, 6.5)
+SPEED_RANGE = (1.0, 1.7)
 _SQUARE_HALF = 0.85
 _TRIANGLE_INRADIUS = 0.6
 _EXTENT = 1.2
@@ -126,13 +145,15 @@ class ClipBatch:
     """Clips with the parameters they were drawn from (for training auxiliary heads and tests).
 
     ``videos``: (n, 3, 9, 32, 32) in [0, 1]; ``prompts``: n prompts; ``centres``: (n, 9, 2) shape centre
-    (x, y) in pixels per frame; ``sizes``: (n,) size parameter in pixels (the circle radius).
+    (x, y) in pixels per frame; ``sizes``: (n,) size parameter in pixels (the circle radius); ``phases``:
+    (n,) phase of the stripes in [0, 1).
     """
 
     videos: Tensor
     prompts: list[str]
     centres: Tensor
     sizes: Tensor
+    phases: Tensor
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
@@ -175,6 +196,7 @@ def sample_clips_with_geometry(n: int, seed: int, prompts: list[str] | None = No
     travel = speed * (FRAMES - 1)
     along = torch.rand(n, generator=generator, dtype=torch.float64)
     across = torch.rand(n, generator=generator, dtype=torch.float64)
+    phase = torch.rand(n, generator=generator, dtype=torch.float64)
 
     motion = torch.tensor([DIRECTIONS[d] for _, _, d in parsed], dtype=torch.float64).reshape(n, 2)
     # Start so that the whole track stays inside the frame: along the motion the start lies in
@@ -199,14 +221,21 @@ def sample_clips_with_geometry(n: int, seed: int, prompts: list[str] | None = No
         if rows.any():
             sdf = _signed_distance(shape, dx[rows], dy[rows], size[rows].view(-1, 1, 1, 1))
             alpha[rows] = (0.5 - sdf).clamp(0.0, 1.0)
-    colour = torch.tensor([COLOURS[c] for c, _, _ in parsed], dtype=torch.float64).reshape(n, 3)
+    # Diagonal stripes locked to the shape: coordinate across the stripes, anti-aliased square wave whose
+    # dark half (``dark`` = 1) is drawn in the darker shade.
+    across_stripes = (dx + dy) / math.sqrt(2.0) / STRIPE_PERIOD + phase.view(n, 1, 1, 1)
+    tri = (torch.frac(across_stripes) - 0.5).abs() * STRIPE_PERIOD  # 0 at a dark centre .. P/2 at a light centre
+    dark = (STRIPE_PERIOD / 4 - tri + 0.5).clamp(0.0, 1.0)[:, None]  # (n, 1, F, H, W)
+    colour = torch.tensor([COLOURS[c] for c, _, _ in parsed], dtype=torch.float64).reshape(n, 3, 1, 1, 1)
+    fill = colour * (1 - dark) + STRIPE_SHADE * colour * dark
     alpha = alpha[:, None]  # (n, 1, F, H, W)
-    videos = BACKGROUND * (1 - alpha) + colour.view(n, 3, 1, 1, 1) * alpha
+    videos = BACKGROUND * (1 - alpha) + fill * alpha
     return ClipBatch(
         videos=videos.to(torch.float32),
         prompts=chosen,
         centres=centres.to(torch.float32),
         sizes=size.to(torch.float32),
+        phases=phase.to(torch.float32),
     )
 
 
@@ -293,3 +322,57 @@ def centroid_direction(video: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", 
     if abs(dx) >= abs(dy):
         return "right" if dx > 0 else "left"
     return "down" if dy > 0 else "up"
+
+
+def _as_bcfhw(videos: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
+    if videos.ndim != 5:
+        raise ValueError(
+            f"`videos` must be a batch of 5 dimensions (B, {', '.join(layout)}), got {tuple(videos.shape)}."
+        )
+    if layout == "FCHW":
+        videos = videos.permute(0, 2, 1, 3, 4)
+    elif layout != "CFHW":
+        raise ValueError(f"`layout` must be 'CFHW' or 'FCHW', got {layout!r}.")
+    if videos.shape[1] != 3:
+        raise ValueError(f"`videos` must have 3 colour channels in layout {layout}, got shape {tuple(videos.shape)}.")
+    return videos.detach().float().cpu()
+
+
+def detail_energy(videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW") -> Tensor:
+    """High-frequency energy per video ``(B,)``: mean squared difference between each frame and its 3x3 box blur.
+
+    ``videos`` is ``(B, 3, F, H, W)`` (``"CFHW"``, as from :func:`sample_clips`) or ``(B, F, 3, H, W)``
+    (``"FCHW"``, ``WanPipeline`` output), values in [0, 1]. Flat regions contribute nothing; stripes and
+    sharp edges contribute much, blurred ones little.
+    """
+    v = _as_bcfhw(videos, layout)
+    b, c, f, h, w = v.shape
+    frames = v.permute(0, 2, 1, 3, 4).reshape(b * f * c, 1, h, w)
+    blurred = torch.nn.functional.avg_pool2d(
+        torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, stride=1
+    )
+    return (frames - blurred).pow(2).view(b, -1).mean(dim=1)
+
+
+DETAIL_REFERENCE_SEED = 97
+"""Seed of the real clips :func:`detail_score` compares with when no reference is given."""
+
+
+def detail_score(
+    videos: Tensor,
+    prompts: list[str] | None = None,
+    reference: Tensor | None = None,
+    layout: Literal["CFHW", "FCHW"] = "CFHW",
+) -> float:
+    """Detail of ``videos`` relative to real clips: mean :func:`detail_energy` of ``videos`` / that of real ones.
+
+    1.0 means as much high-frequency energy as real clips (stripes and edges as sharp as real); a model
+    that blurs them scores below 1 (noise would score above 1). ``reference`` is a batch of real clips in
+    ``"CFHW"`` layout; by default ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)``,
+    so the score is a pure function of its arguments.
+    """
+    if reference is None:
+        n = max(int(videos.shape[0]), 64)
+        reference, _ = sample_clips(n, DETAIL_REFERENCE_SEED, list(prompts) if prompts else None)
+    real = float(detail_energy(reference, "CFHW").mean())
+    return float(detail_energy(videos, layout).mean()) / real

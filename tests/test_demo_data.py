@@ -1,0 +1,89 @@
+"""The demo distribution v2: reproducible clips, prompt helpers, centroid direction and the detail score."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from calibrate.demo.data import (
+    BACKGROUND,
+    COLOURS,
+    DIRECTIONS,
+    FRAMES,
+    PROMPTS,
+    SHAPES,
+    SIZE,
+    centroid_direction,
+    detail_energy,
+    detail_score,
+    parse_prompt,
+    prompt_for,
+    reference_frames,
+    sample_clips,
+    sample_clips_with_geometry,
+)
+
+
+def test_prompts_cover_every_attribute_combination():
+    assert len(PROMPTS) == len(COLOURS) * len(SHAPES) * len(DIRECTIONS) == 48
+    assert len(set(PROMPTS)) == len(PROMPTS)
+    assert "a red circle moving left" in PROMPTS
+    for prompt in PROMPTS:
+        assert prompt_for(*parse_prompt(prompt)) == prompt
+
+
+@pytest.mark.parametrize("bad", ["a red circle", "a purple circle moving left", "a red star moving left", ""])
+def test_parse_prompt_rejects_other_text(bad):
+    with pytest.raises(ValueError):
+        parse_prompt(bad)
+
+
+def test_sample_clips_is_reproducible_and_in_range():
+    a, pa = sample_clips(6, 3)
+    b, pb = sample_clips(6, 3)
+    c, _ = sample_clips(6, 4)
+    assert a.shape == (6, 3, FRAMES, SIZE, SIZE) and a.dtype == torch.float32
+    assert torch.equal(a, b) and pa == pb and not torch.equal(a, c)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    # The background is exactly grey; corners are background for every clip and frame.
+    assert torch.all(a[:, :, :, 0, 0] == BACKGROUND)
+
+
+def test_prompts_list_is_cycled():
+    _, prompts = sample_clips(5, 0, prompts=[PROMPTS[3], PROMPTS[7]])
+    assert prompts == [PROMPTS[3], PROMPTS[7], PROMPTS[3], PROMPTS[7], PROMPTS[3]]
+
+
+def test_shapes_are_striped_with_a_darker_shade():
+    batch = sample_clips_with_geometry(8, 11, prompts=["a red square moving right"])
+    video = batch.videos
+    red = video[:, 0]
+    inside = (video - BACKGROUND).abs().amax(dim=1) > 0.3
+    values = red[inside]
+    # Both the colour (0.9) and its dark shade (0.45) are present inside every shape.
+    assert (values > 0.85).any() and ((values > 0.40) & (values < 0.50)).any()
+    assert batch.phases.shape == (8,)
+
+
+def test_centroid_direction_is_exact_on_real_clips():
+    prompts = [p for p in PROMPTS for _ in range(4)]
+    videos, prompts = sample_clips(len(prompts), 5, prompts)
+    assert [centroid_direction(v) for v in videos] == [parse_prompt(p)[2] for p in prompts]
+
+
+def test_detail_score_is_one_on_real_and_low_when_blurred():
+    videos, prompts = sample_clips(96, 21)
+    assert abs(detail_score(videos, prompts, layout="CFHW") - 1.0) < 0.1
+    assert detail_score(videos, prompts) == detail_score(videos, prompts)  # pure
+    frames = videos.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)
+    blurred = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    blurred = blurred.view(96, FRAMES, 3, SIZE, SIZE)
+    assert detail_score(blurred, prompts, layout="FCHW") < 0.5
+    assert detail_energy(torch.full((2, 3, FRAMES, SIZE, SIZE), 0.5)).abs().max() == 0
+
+
+def test_reference_frames_take_all_frames_of_each_clip():
+    frames = reference_frames(20, 2)
+    videos, _ = sample_clips(3, 2)
+    assert frames.shape == (20, 3, SIZE, SIZE)
+    assert torch.equal(frames[:FRAMES], videos[0].permute(1, 0, 2, 3))

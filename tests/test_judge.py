@@ -1,0 +1,71 @@
+"""The demo judge: exact analytic parts on real clips, and the shipped classifier on VAE reconstructions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from calibrate.demo import PIPELINE_DIR
+from calibrate.demo.data import COLOURS, DIRECTIONS, PROMPTS, SHAPES, centroid_direction, parse_prompt, sample_clips
+from calibrate.demo.judge import JUDGE_DIR, ShapeClassifier, colour_of, judge_videos, load_shape_classifier
+
+
+def _every_class(per_prompt: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+    return sample_clips(len(PROMPTS) * per_prompt, seed, [p for p in PROMPTS for _ in range(per_prompt)])
+
+
+def test_analytic_parts_are_exact_on_real_clips_of_every_class():
+    videos, prompts = _every_class(3, 101)
+    truth = [parse_prompt(p) for p in prompts]
+    for colour in COLOURS:
+        got = [colour_of(v, layout="CFHW") for v, t in zip(videos, truth, strict=True) if t[0] == colour]
+        assert got == [colour] * len(got)
+    for direction in DIRECTIONS:
+        got = [centroid_direction(v) for v, t in zip(videos, truth, strict=True) if t[2] == direction]
+        assert got == [direction] * len(got)
+    # The same through the pipeline's layout (B, F, 3, H, W).
+    fchw = videos.permute(0, 2, 1, 3, 4)
+    assert [colour_of(v) for v in fchw] == [t[0] for t in truth]
+
+
+def test_colour_of_a_blank_video_is_none():
+    assert colour_of(torch.full((9, 3, 32, 32), 0.5)) == "none"
+
+
+def test_judge_checks_its_inputs(tmp_path):
+    model = ShapeClassifier()
+    model.save(tmp_path)
+    loaded = load_shape_classifier(tmp_path)
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(model.eval()(x), loaded(x))
+    videos, prompts = sample_clips(2, 0)
+    with pytest.raises(ValueError, match="prompts"):
+        judge_videos(videos, prompts[:1], loaded, layout="CFHW")
+
+
+@pytest.mark.skipif(not (JUDGE_DIR / "model.safetensors").exists(), reason="shipped judge weights missing")
+def test_shipped_judge_on_real_clips_of_every_class():
+    videos, prompts = _every_class(2, 202)
+    result = judge_videos(videos, prompts, layout="CFHW")
+    assert result["colour"] == 1.0 and result["direction"] == 1.0
+    assert result["shape"] >= 0.99
+    for shape in SHAPES:
+        rows = [i for i, p in enumerate(prompts) if parse_prompt(p)[1] == shape]
+        assert judge_videos(videos[rows], [prompts[i] for i in rows], layout="CFHW")["shape"] >= 0.98
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (JUDGE_DIR / "model.safetensors").exists(), reason="shipped judge weights missing")
+def test_shipped_vae_keeps_every_attribute_for_the_judge():
+    from diffusers import AutoencoderKLWan
+
+    torch.set_flush_denormal(True)
+    vae = AutoencoderKLWan.from_pretrained(PIPELINE_DIR / "vae", local_files_only=True).eval()
+    videos, prompts = sample_clips(96, 303)
+    with torch.no_grad():
+        recon = ((vae.decode(vae.encode(2 * videos - 1).latent_dist.mean).sample + 1) / 2).clamp(0, 1)
+    psnr = float(10 * torch.log10(1 / (recon - videos).pow(2).mean()))
+    result = judge_videos(recon, prompts, layout="CFHW")
+    assert psnr >= 32.0, psnr
+    assert result["all"] >= 0.97, result
+    assert 0.3 <= result["detail"] <= 1.1, result  # the VAE blurs the stripes somewhat (0.56 when trained)
