@@ -59,3 +59,17 @@ def test_tiny_umt5_config_takes_overrides() -> None:
     assert base["vocab_size"] == 100 and base["d_model"] == flowblending.testing.TEXT_DIM
     wider = flowblending.testing.tiny_umt5_config(100, d_model=64, num_layers=2)
     assert wider == {**base, "d_model": 64, "num_layers": 2}
+
+
+def test_every_package_of_the_tree_is_in_the_wheel() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(root).parts)
+        for top in ("flowblending", "calibrate")
+        for init in (root / top).rglob("__init__.py")
+    }
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages in pyproject.toml"
