@@ -206,6 +206,11 @@ class HFImageFeatures(FrameFeatures):
                 "`model_id_or_path` must name a hub model or a local directory, got ''; "
                 f"use {DEFAULT_FEATURE_MODEL!r} for the default."
             )
+        name = spec  # a package:// id stays the name, so records do not depend on where the package lies
+        if spec.startswith("package://"):
+            from flowblending.profile import resolve_model_location
+
+            spec = resolve_model_location(spec)
         if _looks_like_path(spec):
             path = Path(spec).expanduser()
             if not path.is_dir():
@@ -221,7 +226,7 @@ class HFImageFeatures(FrameFeatures):
         self.center_crop = bool(center_crop)
         self.model_id = spec
         self.revision = revision
-        self.name = spec
+        self.name = name if name.startswith("package://") else spec
         if local_files_only is None:
             local_files_only = _offline_mode()
         self.local_files_only = bool(local_files_only)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -56,3 +58,11 @@ def test_shipped_demo_profile_runs(tmp_path):
     assert gif.exists() and "FLOPs saved vs large-only" in result.output
     profile = load_profile("demo")
     assert profile.calibration is not None and profile.calibration["method"] == "full"
+
+
+def test_the_shipped_demo_profile_names_no_path_of_the_machine_it_was_made_on():
+    from flowblending.profile import resolve_model_location
+
+    text = Path(resolve_model_location("package://flowblending.profiles/demo.json")).read_text()
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', text)
+    assert not [s for s in strings if s.startswith("/") or "\\" in s]

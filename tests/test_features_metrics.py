@@ -400,3 +400,12 @@ def test_state_merge_fallback_without_merge_state_sums_states():
     old = SimpleNamespace(**{key: torch.ones(2, dtype=torch.float64) for key in FID_STATE_KEYS})  # torchmetrics < 1.6
     _add_states(old, {key: torch.full((2,), 2.0, dtype=torch.float64) for key in FID_STATE_KEYS})
     assert all(torch.equal(getattr(old, key), torch.full((2,), 3.0, dtype=torch.float64)) for key in FID_STATE_KEYS)
+
+
+def test_a_package_feature_model_keeps_its_package_id_as_name():
+    from calibrate.demo import FEATURE_MODEL_DIR
+
+    features = load_feature_extractor("package://calibrate.demo/weights/feature_model")
+    assert features.name == "package://calibrate.demo/weights/feature_model"  # no machine-specific path in records
+    assert features.model_id == str(FEATURE_MODEL_DIR)
+    assert features(torch.full((2, 3, 32, 32), 0.5)).shape == (2, features.dim)

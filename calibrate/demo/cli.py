@@ -93,7 +93,6 @@ def run_demo(
 
     from ..config import CalibrationConfig
     from ..runner import calibrate
-    from . import FEATURE_MODEL_DIR
     from .data import PROMPTS
     from .evaluate import generate, semantic_accuracy
     from .judge import load_shape_classifier
@@ -122,7 +121,7 @@ def run_demo(
         height=int(settings["height"]),
         width=int(settings["width"]),
         num_frames=int(settings["num_frames"]),
-        feature_model=str(FEATURE_MODEL_DIR),
+        feature_model=f"{PACKAGE}/feature_model",
         name="demo",
         samples=2,
         local_files_only=True,
