@@ -163,7 +163,10 @@ def summary_text(
     lines = ["", "calibration summary"]
     segs = ", ".join(f"{s.model} [{s.start:g}, {s.end:g})" for s in profile.schedule)
     lines.append(f"  schedule {pattern_of(profile.schedule)}: {segs}")
-    if record.early is not None:
+    fixed = next((note for note in record.notes if note.startswith("early boundary fixed")), None)
+    if fixed is not None:
+        lines.append(f"  {fixed}")
+    elif record.early is not None:
         c = record.early.chosen
         lines.append(
             f"  early boundary (Algorithm 1, alpha {record.early.alpha}): small model from {c.x:.1f}% "

@@ -257,3 +257,9 @@ def test_the_record_round_trips_through_json(assets, tmp_path):
     again = CalibrationRecord.from_dict(data)
     assert again.to_dict() == data
     assert copy.deepcopy(data) == out.profile.calibration
+
+
+def test_a_fixed_early_boundary_is_what_the_summary_reports(assets, tmp_path):
+    out = _run(_config(assets, method="full", early_boundary=1 / 3, prompts=PROMPTS[:1]), tmp_path)
+    assert "early boundary fixed by --early-boundary 0.333" in out.summary and "(step 2)" in out.summary
+    assert "Algorithm 1, alpha" not in out.summary
