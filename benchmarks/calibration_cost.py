@@ -28,24 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-PROMPTS = [
-    "a red circle moving left",
-    "a blue square moving up",
-    "a green triangle moving right",
-    "a yellow circle moving down",
-    "a red square moving right",
-    "a blue triangle moving left",
-    "a green circle moving up",
-    "a yellow square moving left",
-    "a red triangle moving down",
-    "a blue circle moving right",
-    "a green square moving down",
-    "a yellow triangle moving up",
-    "a red circle moving up",
-    "a blue square moving down",
-    "a green triangle moving left",
-    "a yellow circle moving right",
-]
+from calibrate.demo.data import PROMPTS
 
 
 def _assets(root: Path) -> dict:

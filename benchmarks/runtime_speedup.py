@@ -30,23 +30,26 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PROMPTS = [
-    "a red circle moving left",
-    "a blue square moving up",
-    "a green triangle moving right",
-    "a yellow circle moving down",
-    "a red square moving right",
-    "a blue triangle moving left",
-]
+from calibrate.demo.data import PROMPTS
+
 VARIANTS = ("plain large", "router all-large", "router blend", "plain small")
+
+# The compute-bound pair (about 20.2M and 1.2M parameters): at 128x128x9 one large step (two CFG calls) takes
+# ~300 ms on this CPU, so the router's per-call work is small against the transformer's.
+LARGE = {"layers": 8, "heads": 6, "ffn": 1536, "head_dim": 64}
+SMALL = {"layers": 4, "heads": 2, "ffn": 512, "head_dim": 64}
+
+
+def compute_size(layers: int, heads: int, ffn: int, head_dim: int):
+    """A :class:`flowblending.testing.wan.WanSize` with full-size time embeddings and RoPE range."""
+    from flowblending.testing.wan import WanSize
+
+    return WanSize(layers, heads, head_dim, ffn, freq_dim=256, rope_max_seq_len=1024)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (sizes of the compute-bound pair, repeats, threads, output)."""
-    from _pairs import LARGE, SMALL
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pair", choices=("compute", "demo"), default="compute")
     p.add_argument("--repeats", type=int, default=7, help="timed repeats (>= 5 for a spread worth reading)")
@@ -60,13 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--width", type=int, default=128)
     g.add_argument("--height", type=int, default=128)
     g.add_argument("--frames", type=int, default=9)
-    g.add_argument("--head-dim", type=int, default=LARGE.head_dim)
-    g.add_argument("--large-layers", type=int, default=LARGE.layers)
-    g.add_argument("--large-heads", type=int, default=LARGE.heads)
-    g.add_argument("--large-ffn", type=int, default=LARGE.ffn)
-    g.add_argument("--small-layers", type=int, default=SMALL.layers)
-    g.add_argument("--small-heads", type=int, default=SMALL.heads)
-    g.add_argument("--small-ffn", type=int, default=SMALL.ffn)
+    g.add_argument("--head-dim", type=int, default=LARGE["head_dim"])
+    g.add_argument("--large-layers", type=int, default=LARGE["layers"])
+    g.add_argument("--large-heads", type=int, default=LARGE["heads"])
+    g.add_argument("--large-ffn", type=int, default=LARGE["ffn"])
+    g.add_argument("--small-layers", type=int, default=SMALL["layers"])
+    g.add_argument("--small-heads", type=int, default=SMALL["heads"])
+    g.add_argument("--small-ffn", type=int, default=SMALL["ffn"])
     args = p.parse_args(argv)
     if args.repeats < 1 or args.prompts < 1 or not 1 <= args.prompts <= len(PROMPTS):
         p.error(f"--repeats must be >= 1 and --prompts in 1..{len(PROMPTS)}")
@@ -81,12 +84,11 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Any, Any, dict[str, 
         profile = flowblending.load_profile("demo")
         about = {"pair": "demo", "source": "shipped demo profile (trained weights in calibrate.demo)"}
     else:
-        from _pairs import WanSize, save_wan_pair
-
         from flowblending.testing import save_tiny_profile
+        from flowblending.testing.wan import save_wan_pair
 
-        large = WanSize(args.large_layers, args.large_heads, args.large_ffn, args.head_dim)
-        small = WanSize(args.small_layers, args.small_heads, args.small_ffn, args.head_dim)
+        large = compute_size(args.large_layers, args.large_heads, args.large_ffn, args.head_dim)
+        small = compute_size(args.small_layers, args.small_heads, args.small_ffn, args.head_dim)
         pair = save_wan_pair(
             workdir / "pair", large=large, small=small, height=args.height, width=args.width, frames=args.frames
         )

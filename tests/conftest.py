@@ -54,3 +54,19 @@ def calibration_assets(tmp_path_factory, tiny_wan):
         "reference": save_reference_frames(root / "reference", count=40),
         "pair": tiny_wan,
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_deep(tmp_path_factory):
+    """A tiny Wan pair with 3 large and 2 small blocks (block caches and offload groups need head and tail blocks)."""
+    from flowblending.testing import save_tiny_wan_pair
+
+    return save_tiny_wan_pair(tmp_path_factory.mktemp("wan-deep"), large_layers=3, small_layers=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_deep_profile(tiny_wan_deep, tmp_path_factory):
+    """The paper's L-S-L (0.4, 0.8) profile for :func:`tiny_wan_deep` at 10 steps."""
+    from flowblending.testing import save_tiny_profile
+
+    return save_tiny_profile(tiny_wan_deep, tmp_path_factory.mktemp("wan-deep-profile") / "wan.json", steps=10)

@@ -8,7 +8,6 @@ import torch
 import flowblending
 from flowblending.caching import BlendCacheConfig, parse_cache_spec
 from flowblending.errors import FlowBlendingError
-from flowblending.testing import save_tiny_profile, save_tiny_wan_pair
 
 PROMPT = "a red circle moving left"
 STEPS = 10
@@ -21,14 +20,13 @@ RATIOS = {
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """A tiny Wan pair with 3 large and 2 small blocks (first-block and MagCache need a head and a tail block)."""
-    return save_tiny_wan_pair(tmp_path_factory.mktemp("wan-cache"), large_layers=3, small_layers=2)
+def pair(tiny_wan_deep):
+    return tiny_wan_deep
 
 
 @pytest.fixture(scope="module")
-def profile(pair, tmp_path_factory):
-    return save_tiny_profile(pair, tmp_path_factory.mktemp("cache-profile") / "wan.json", steps=STEPS)
+def profile(tiny_wan_deep_profile):
+    return tiny_wan_deep_profile
 
 
 def _kwargs(pair, **extra):

@@ -6,19 +6,18 @@ import pytest
 import torch
 
 import flowblending
-from flowblending.testing import save_tiny_profile, save_tiny_wan_pair
 
 STEPS = 10
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    return save_tiny_wan_pair(tmp_path_factory.mktemp("wan-compile"), large_layers=3, small_layers=2)
+def pair(tiny_wan_deep):
+    return tiny_wan_deep
 
 
 @pytest.fixture(scope="module")
-def profile(pair, tmp_path_factory):
-    return save_tiny_profile(pair, tmp_path_factory.mktemp("compile-profile") / "wan.json", steps=STEPS)
+def profile(tiny_wan_deep_profile):
+    return tiny_wan_deep_profile
 
 
 @pytest.fixture

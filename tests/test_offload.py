@@ -8,7 +8,6 @@ import torch
 import flowblending
 from flowblending.errors import FlowBlendingError
 from flowblending.offload import RoleOffloadConfig, apply_role_offload
-from flowblending.testing import save_tiny_profile, save_tiny_wan_pair
 
 STEPS = 10
 PLAN = ["large"] * 4 + ["small"] * 4 + ["large"] * 2
@@ -17,13 +16,13 @@ DEVICE = "cpu:0"
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    return save_tiny_wan_pair(tmp_path_factory.mktemp("wan-offload"), large_layers=2, small_layers=2)
+def pair(tiny_wan_deep):
+    return tiny_wan_deep
 
 
 @pytest.fixture(scope="module")
-def profile(pair, tmp_path_factory):
-    return save_tiny_profile(pair, tmp_path_factory.mktemp("offload-profile") / "wan.json", steps=STEPS)
+def profile(tiny_wan_deep_profile):
+    return tiny_wan_deep_profile
 
 
 def _pipe(pair, profile):

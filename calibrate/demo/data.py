@@ -43,6 +43,7 @@ __all__ = [
     "STRIPE_PERIOD",
     "STRIPE_SHADE",
     "ClipBatch",
+    "as_cfhw",
     "centroid_direction",
     "centroid_track",
     "class_index",
@@ -261,7 +262,8 @@ def reference_frames(n: int, seed: int) -> Tensor:
     return videos.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE)[:n].contiguous()
 
 
-def _as_cfhw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
+def as_cfhw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
+    """One video as (C, F, H, W), from ``layout`` (pipeline output is F, C, H, W); checks shape and layout."""
     if video.ndim != 4:
         raise ValueError(f"`video` must be one video of 4 dimensions ({layout}), got shape {tuple(video.shape)}.")
     if layout == "FCHW":
@@ -285,7 +287,7 @@ def centroid_track(
     (the shape covers well under half of a frame); a pixel's weight is how far its largest channel
     deviation exceeds ``threshold``. Returns the track and a boolean mask ``(F,)`` of frames with any weight.
     """
-    video = _as_cfhw(video, layout)
+    video = as_cfhw(video, layout)
     background = video.flatten(2).median(dim=2).values  # (C, F)
     deviation = (video - background[:, :, None, None]).abs().amax(dim=0)  # (F, H, W)
     weight = (deviation - threshold).clamp(min=0.0)

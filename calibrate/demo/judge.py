@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import COLOURS, SHAPES, SIZE, centroid_direction, detail_energy, detail_score, parse_prompt
+from .data import COLOURS, SHAPES, SIZE, as_cfhw, centroid_direction, detail_energy, detail_score, parse_prompt
 
 __all__ = [
     "JUDGE_DIR",
@@ -47,15 +47,7 @@ _PALETTE_CHROMA = _PALETTE_CHROMA / _PALETTE_CHROMA.sum(dim=1, keepdim=True)
 
 
 def _as_fchw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
-    if video.ndim != 4:
-        raise ValueError(f"`video` must be one video of 4 dimensions ({layout}), got shape {tuple(video.shape)}.")
-    if layout == "CFHW":
-        video = video.permute(1, 0, 2, 3)
-    elif layout != "FCHW":
-        raise ValueError(f"`layout` must be 'CFHW' or 'FCHW', got {layout!r}.")
-    if video.shape[1] != 3:
-        raise ValueError(f"`video` must have 3 colour channels in layout {layout}, got shape {tuple(video.shape)}.")
-    return video.detach().float().cpu()
+    return as_cfhw(video, layout).permute(1, 0, 2, 3)
 
 
 def colour_of(video: Tensor, layout: Literal["CFHW", "FCHW"] = "FCHW", threshold: float = 0.12) -> str:

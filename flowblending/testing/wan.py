@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -10,36 +11,59 @@ from .schedulers import make_scheduler
 from .text import TEXT_DIM, tiny_tokenizer, tiny_umt5_config
 
 
-def _wan_transformer(num_layers: int, heads: int, head_dim: int, ffn_dim: int) -> Any:
+@dataclass(frozen=True)
+class WanSize:
+    """Size of one random-init ``WanTransformer3DModel``: blocks, heads of ``head_dim``, FFN width, embeddings."""
+
+    layers: int
+    heads: int
+    head_dim: int
+    ffn: int
+    freq_dim: int = 32
+    rope_max_seq_len: int = 32
+
+
+TINY_LARGE = WanSize(layers=2, heads=2, head_dim=16, ffn=64)
+TINY_SMALL = WanSize(layers=1, heads=2, head_dim=8, ffn=32)
+
+
+def wan_transformer(size: WanSize) -> Any:
+    """A random-init ``WanTransformer3DModel`` of ``size`` that reads the tiny text encoder's embeddings."""
     from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
-        num_attention_heads=heads,
-        attention_head_dim=head_dim,
+        num_attention_heads=size.heads,
+        attention_head_dim=size.head_dim,
         in_channels=16,
         out_channels=16,
         text_dim=TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=ffn_dim,
-        num_layers=num_layers,
+        freq_dim=size.freq_dim,
+        ffn_dim=size.ffn,
+        num_layers=size.layers,
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        rope_max_seq_len=size.rope_max_seq_len,
     )
 
 
-def save_tiny_wan_pair(
-    directory: str | Path, *, seed: int = 0, large_layers: int = 2, small_layers: int = 1
+def save_wan_pair(
+    directory: str | Path,
+    *,
+    large: WanSize,
+    small: WanSize,
+    seed: int = 0,
+    height: int = 48,
+    width: int = 64,
+    frames: int = 9,
 ) -> TinyPair:
-    """Save a tiny WanPipeline (large transformer inside) and a small Wan transformer under ``directory``.
+    """Save a ``WanPipeline`` (tiny UMT5 and VAE, a ``large`` transformer) and a ``small`` transformer.
 
-    Large: 2 heads x 16 = width 32, ffn 64, ``large_layers`` blocks, seed ``seed``.
-    Small: 2 heads x 8 = width 16, ffn 32, ``small_layers`` blocks, seed ``seed + 1``.
-    Layout: ``directory/pipeline`` (``WanPipeline.save_pretrained``) and ``directory/small_transformer``.
+    Layout: ``directory/pipeline`` (``WanPipeline.save_pretrained``) and ``directory/small_transformer``; the
+    text encoder, the VAE and the large transformer are seeded with ``seed``, the small one with ``seed + 1``.
     """
-    check_layers("large_layers", large_layers)
-    check_layers("small_layers", small_layers)
+    check_layers("large.layers", large.layers)
+    check_layers("small.layers", small.layers)
     from diffusers import AutoencoderKLWan, WanPipeline
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -58,29 +82,47 @@ def save_tiny_wan_pair(
             temperal_downsample=[False, True, True],
         )
     with seeded(seed):
-        large = _wan_transformer(large_layers, heads=2, head_dim=16, ffn_dim=64)
+        large_model = wan_transformer(large)
     with seeded(seed + 1):
-        small = _wan_transformer(small_layers, heads=2, head_dim=8, ffn_dim=32)
+        small_model = wan_transformer(small)
     pipe = WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
-        transformer=large,
+        transformer=large_model,
         scheduler=make_scheduler("unipc", "wan"),
     )
     save_pipeline(pipe, pipeline_dir)
-    small.save_pretrained(small_dir, safe_serialization=True)
+    small_model.save_pretrained(small_dir, safe_serialization=True)
     return TinyPair(
         pipeline_dir=pipeline_dir,
         small_dir=small_dir,
         pipeline_class="WanPipeline",
         call_kwargs={
-            "height": 48,
-            "width": 64,
-            "num_frames": 9,
+            "height": height,
+            "width": width,
+            "num_frames": frames,
             "max_sequence_length": 16,
             "guidance_scale": 5.0,
         },
         transformer_class="WanTransformer3DModel",
         family="wan",
+    )
+
+
+def save_tiny_wan_pair(
+    directory: str | Path, *, seed: int = 0, large_layers: int = 2, small_layers: int = 1
+) -> TinyPair:
+    """Save a tiny WanPipeline (large transformer inside) and a small Wan transformer under ``directory``.
+
+    Large: 2 heads x 16 = width 32, ffn 64, ``large_layers`` blocks; small: 2 heads x 8 = width 16, ffn 32,
+    ``small_layers`` blocks; 48x64, 9 frames (:func:`save_wan_pair`).
+    """
+    check_layers("large_layers", large_layers)
+    check_layers("small_layers", small_layers)
+    return save_wan_pair(
+        directory,
+        large=replace(TINY_LARGE, layers=large_layers),
+        small=replace(TINY_SMALL, layers=small_layers),
+        seed=seed,
     )
