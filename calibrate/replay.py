@@ -264,7 +264,9 @@ class ReplayTransformer(RoutingTransformer):
 
 
 def install(pipe: Any, transformer: ReplayTransformer) -> ReplayTransformer:
-    """Set ``transformer`` as ``pipe.transformer`` and attach it to the pipeline's scheduler."""
-    pipe.transformer = transformer
+    """Set ``transformer`` as ``pipe.transformer`` (both slots of a two-expert pipeline) and attach it."""
+    from flowblending.experts import install_transformer
+
+    install_transformer(pipe, transformer)
     transformer.attach(pipe)
     return transformer

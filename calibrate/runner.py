@@ -46,6 +46,7 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
     """The large model's pipeline and the small transformer (same family, checked), on ``device``."""
     from diffusers import DiffusionPipeline
 
+    from flowblending.experts import base_transformer
     from flowblending.loading import _dtype_kwargs, _not_available, check_compatible
     from flowblending.profile import ModelSpec, resolve_model_location
 
@@ -74,7 +75,7 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
             last_exc = exc
     if small is None:
         raise _not_available(ModelSpec(config.small, config.small_revision, "transformer"), "small", last_exc)
-    check_compatible(pipe.transformer, small)
+    check_compatible(base_transformer(pipe), small)
     pipe.to(device)
     small.to(device).eval()
     pipe.transformer.eval()
@@ -102,6 +103,8 @@ def _setting(config: CalibrationConfig, pipe: Any) -> tuple[int, dict[str, Any]]
 
 
 def _pair_info(pipe: Any, small: Any, small_sub: str | None, n: int, call_kwargs: dict) -> dict:
+    from flowblending.experts import active_parameters, base_transformer
+
     sched = pipe.scheduler
     sched_config = json.loads(json.dumps({k: v for k, v in sched.config.items() if not k.startswith("_")}))
     shift = sched_config.get("flow_shift", sched_config.get("shift"))
@@ -109,8 +112,8 @@ def _pair_info(pipe: Any, small: Any, small_sub: str | None, n: int, call_kwargs
         "pipeline_class": type(pipe).__name__,
         "transformer_class": type(pipe.transformer).__name__,
         "parameters": {
-            "large": sum(p.numel() for p in pipe.transformer.parameters()),
-            "small": sum(p.numel() for p in small.parameters()),
+            "large": active_parameters(base_transformer(pipe)),
+            "small": active_parameters(small),
         },
         "small_subfolder": small_sub,
         "scheduler_class": type(sched).__name__,
@@ -158,7 +161,9 @@ def calibrate(
         work.write_json(work.pair, _pair_info(pipe, small, small_sub, num_steps, call_kwargs))
     log(f"work dir {work.root}")
     units = units_of(config.prompts, config.seeds, config.images)
-    sampler = ReplaySampler(pipe, {"large": pipe.transformer, "small": small}, call_kwargs, num_steps)
+    from flowblending.experts import base_transformer
+
+    sampler = ReplaySampler(pipe, {"large": base_transformer(pipe), "small": small}, call_kwargs, num_steps)
     ctx = Context(
         config,
         work,

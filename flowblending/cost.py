@@ -62,15 +62,19 @@ def measure_call_flops(model: Any, args: Sequence[Any] = (), kwargs: Mapping[str
 
     A weightless copy is built from ``model.config`` on the meta device, so counting a 14B model costs no
     memory; attention is counted through the math SDPA kernel (the only one FlopCounterMode sees on CPU).
-    ``model`` may also be a ``(model_class, config)`` pair.
+    ``model`` may also be a ``(model_class, config)`` pair; a two-expert model is counted as one expert (the one
+    call runs one of them).
     """
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .experts import single_model
+
     if isinstance(model, tuple):
         model_cls, config = model
     else:
+        model = single_model(model)
         model_cls, config = type(model), model.config
     with torch.device("meta"):
         meta_model = model_cls.from_config(config)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError
+from .experts import ExpertPair, base_transformer, install_transformer, single_model
 from .profile import ModelSpec, Profile, load_profile
 from .router import Routing, RoutingTransformer
 from .schedule import Segment
@@ -65,7 +66,15 @@ COMPATIBILITY_FIELDS = (
 
 
 def check_compatible(base: Any, other: Any, base_role: str = "large", other_role: str = "small") -> None:
-    """Raise IncompatibleModelsError naming the first config field on which two transformers disagree."""
+    """Raise IncompatibleModelsError naming the first config field on which two transformers disagree.
+
+    An :class:`~flowblending.experts.ExpertPair` is described by its high expert (the low one must match it).
+    """
+    if isinstance(base, ExpertPair):
+        check_compatible(base.high, base.low, f"{base_role} (high-noise expert)", f"{base_role} (low-noise expert)")
+    if isinstance(other, ExpertPair):
+        check_compatible(other.high, other.low, f"{other_role} (high-noise expert)", f"{other_role} (low-noise expert)")
+    base, other = single_model(base), single_model(other)
     if type(base).__name__ != type(other).__name__:
         raise IncompatibleModelsError(
             f"transformer of role {other_role!r} is a {type(other).__name__} but the {base_role!r} pipeline uses "
@@ -257,6 +266,8 @@ def apply_profile(
     if isinstance(current, RoutingTransformer):
         given = {**{r: m for r, m in current.roles.items()}, **given}
         current = current.roles[current.base_role]
+    else:  # a two-expert pipeline (Wan 2.2 A14B): the base role is both experts, switched as diffusers does
+        current = base_transformer(pipe)
     if profile.base_role in given and given[profile.base_role] is not current:
         raise FlowBlendingError(
             f"transformers[{profile.base_role!r}] was given but the base role's transformer is the pipeline's own "
@@ -298,10 +309,15 @@ def apply_profile(
     if previous is not None:  # caches enabled on the roles keep their per-stretch bookkeeping
         router.stretch_callbacks.update(previous.stretch_callbacks)
     if cache is not None:
+        if any(isinstance(m, ExpertPair) for m in given.values()):
+            raise FlowBlendingError(
+                f"cache={cache!r} is not supported when a role is a two-expert model (here the {profile.base_role!r} "
+                "role of a Wan 2.2 A14B pipeline): its experts would share one cache stretch; run without cache."
+            )
         from .caching import apply_blend_cache
 
         apply_blend_cache(router, cache)
-    pipe.transformer = router
+    install_transformer(pipe, router)
     router.attach(pipe)
     return pipe
 
@@ -377,6 +393,12 @@ def load_pipeline(
     }
     apply_profile(pipe, profile, others, schedule=schedule, routing=routing, cache=cache)
     if offload is not None:
+        if isinstance(pipe.transformer.base, ExpertPair):
+            raise FlowBlendingError(
+                f"offload={offload!r} is not supported for a two-expert pipeline (Wan 2.2 A14B) yet: both experts "
+                "would be moved as one role; load without offload, or use the pipeline's own enable_model_cpu_offload "
+                "without flowblending."
+            )
         from .offload import RoleOffloadConfig, apply_role_offload
 
         config = RoleOffloadConfig(kind=offload) if isinstance(offload, str) else offload

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -80,6 +82,27 @@ def test_detail_score_is_one_on_real_and_low_when_blurred():
     blurred = blurred.view(96, FRAMES, 3, SIZE, SIZE)
     assert detail_score(blurred, prompts, layout="FCHW") < 0.5
     assert detail_energy(torch.full((2, 3, FRAMES, SIZE, SIZE), 0.5)).abs().max() == 0
+
+
+def test_detail_score_does_not_count_noise():
+    videos, prompts = sample_clips(96, 21)
+    generator = torch.Generator().manual_seed(3)
+    noise = 0.05 * torch.randn(videos.shape, generator=generator)
+    # Noise on top of sharp stripes leaves the score where it was; noise on a flat grey frame scores about 0.
+    assert abs(detail_score(videos + noise, prompts) - detail_score(videos, prompts)) < 0.05
+    assert abs(detail_score(torch.full_like(videos, 0.5) + noise, prompts)) < 0.02
+
+
+def test_detail_energy_is_the_stripe_band_by_hand():
+    # A pure diagonal wave of the stripes' period along the stripes' diagonal puts all its power in the band:
+    # amplitude a gives mean square a^2 / 2 per pixel; the same wave along the other diagonal scores -a^2 / 2.
+    pixel = torch.arange(SIZE, dtype=torch.float64)
+    # Period 8 px along x and y (an exact FFT bin), 5.7 px across the stripes: inside the band around 4 px.
+    along = (pixel.view(1, -1) + pixel.view(-1, 1)) * 2 * math.pi / 8
+    mirrored = (pixel.view(1, -1) - pixel.view(-1, 1)) * 2 * math.pi / 8
+    for wave, sign in ((along, 1.0), (mirrored, -1.0)):
+        video = (0.5 + 0.2 * torch.cos(wave)).to(torch.float32).expand(1, 3, FRAMES, SIZE, SIZE)
+        assert abs(float(detail_energy(video)) - sign * 0.2**2 / 2) < 1e-6
 
 
 def test_reference_frames_take_all_frames_of_each_clip():

@@ -2,7 +2,7 @@
 
 - :mod:`calibrate.demo.data`: the synthetic distribution (a striped, coloured shape moving on grey; 48
   prompts), generated on the fly from seeds; also the FID reference set, the centroid-track direction
-  estimate and the detail score (high-frequency energy relative to real clips).
+  estimate and the detail score (stripe energy relative to real clips).
 - :mod:`calibrate.demo.judge`: the judge, independent of the calibrator (colour and direction analytically
   from pixels, shape by a small classifier trained on real clips, detail score).
 - :mod:`calibrate.demo.evaluate`: generation with per-step model schedules, the judge's semantic accuracy of

@@ -241,7 +241,7 @@ def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> No
         "",
         "Held-out generation seeds (the calibration used seed 0). Fraction of videos whose colour (pixel "
         "statistics), shape (the judge's classifier) and motion direction (centroid track) all match the prompt; "
-        "detail = high-frequency energy relative to real clips (1.0 = as sharp as real).",
+        "detail = stripe energy relative to real clips (1.0 = as sharp as real; noise does not count).",
         "",
         "| schedule | all | colour | shape | direction | detail | videos |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -12,7 +12,7 @@ colour and the shape bound to one object, and where it moves -- is coarse, low-f
 early, high-noise denoising steps decide. Every shape is also filled with **diagonal stripes** (the colour
 alternating with a darker shade of it, period :data:`STRIPE_PERIOD` pixels, locked to the moving shape)
 and has sharp anti-aliased edges: high-frequency detail that no prompt word controls and that only the
-late, low-noise steps render. :func:`detail_score` measures it (high-frequency energy relative to real
+late, low-noise steps render. :func:`detail_score` measures it (the stripes' spectral energy relative to real
 clips: 1.0 = as sharp as real, a blurred model scores well below 1).
 
 Value range: all tensors returned by this module hold values in **[0, 1]** (the range of
@@ -98,8 +98,8 @@ STRIPE_SHADE = 0.5
 
 # Geometry ranges (pixels). ``size`` is the circle's radius; the square's half side is 0.85 * size and the
 # triangle's inradius 0.6 * size, so every shape fits in a disc of radius 1.2 * size around its centre.
-SIZE_RANGE = (4.5, 6.5)
-SPEED_RANGE = (1.0, 1.7)
+SIZE_RANGE = (6.5, 8.0)
+SPEED_RANGE = (0.8, 1.3)
 _SQUARE_HALF = 0.85
 _TRIANGLE_INRADIUS = 0.6
 _EXTENT = 1.2
@@ -340,20 +340,39 @@ def _as_bcfhw(videos: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
     return videos.detach().float().cpu()
 
 
+def _stripe_band_masks(height: int, width: int) -> tuple[Tensor, Tensor]:
+    """FFT masks (H, W) of the stripes' frequency band: along the stripes' diagonal, and the mirrored diagonal."""
+    u = torch.fft.fftfreq(width).view(1, width)
+    v = torch.fft.fftfreq(height).view(height, 1)
+    radius, angle = torch.sqrt(u * u + v * v), torch.atan2(v, u)
+    f0 = 1.0 / STRIPE_PERIOD  # cycles per pixel across the stripes
+    ring = (radius > 0.7 * f0) & (radius < 1.4 * f0)
+
+    def within(direction: float) -> Tensor:  # orientation within 22.5 degrees of ``direction`` (mod pi)
+        offset = torch.remainder(angle - direction + math.pi / 2, math.pi) - math.pi / 2
+        return offset.abs() < math.pi / 8
+
+    return ring & within(math.pi / 4), ring & within(-math.pi / 4)
+
+
 def detail_energy(videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW") -> Tensor:
-    """High-frequency energy per video ``(B,)``: mean squared difference between each frame and its 3x3 box blur.
+    """Stripe energy per video ``(B,)``: spectral power in the stripes' band minus that of the mirrored band.
 
     ``videos`` is ``(B, 3, F, H, W)`` (``"CFHW"``, as from :func:`sample_clips`) or ``(B, F, 3, H, W)``
-    (``"FCHW"``, ``WanPipeline`` output), values in [0, 1]. Flat regions contribute nothing; stripes and
-    sharp edges contribute much, blurred ones little.
+    (``"FCHW"``, ``WanPipeline`` output), values in [0, 1]. Every frame's power spectrum is summed over the
+    ring of frequencies around ``1 / STRIPE_PERIOD`` oriented along the stripes' diagonal, and the same ring
+    along the other diagonal is subtracted. The stripes put their energy in the first band only, while noise
+    (isotropic) and the shapes' edges (symmetric under the mirror: circles, squares, the upright triangle)
+    put equal energy in both, so only rendered stripes count: sharp stripes score high, blurred ones low, and
+    noise adds nothing (its expected contribution is zero). Flat frames give exactly 0.
     """
     v = _as_bcfhw(videos, layout)
-    b, c, f, h, w = v.shape
-    frames = v.permute(0, 2, 1, 3, 4).reshape(b * f * c, 1, h, w)
-    blurred = torch.nn.functional.avg_pool2d(
-        torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate"), 3, stride=1
-    )
-    return (frames - blurred).pow(2).view(b, -1).mean(dim=1)
+    b, h, w = v.shape[0], v.shape[-2], v.shape[-1]
+    centred = v - v.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(centred.to(torch.float64)).abs().pow(2) / (h * w)
+    along, mirrored = _stripe_band_masks(h, w)
+    energy = power[..., along].sum(dim=-1) - power[..., mirrored].sum(dim=-1)  # (B, C, F)
+    return (energy.reshape(b, -1).mean(dim=1) / (h * w)).to(torch.float32)
 
 
 DETAIL_REFERENCE_SEED = 97
@@ -368,8 +387,8 @@ def detail_score(
 ) -> float:
     """Detail of ``videos`` relative to real clips: mean :func:`detail_energy` of ``videos`` / that of real ones.
 
-    1.0 means as much high-frequency energy as real clips (stripes and edges as sharp as real); a model
-    that blurs them scores below 1 (noise would score above 1). ``reference`` is a batch of real clips in
+    1.0 means stripes as sharp as real clips'; a model that blurs them scores below 1, and noise does not
+    count (a noisy but sharp video still scores about 1, pure noise about 0). ``reference`` is a batch of real clips in
     ``"CFHW"`` layout; by default ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)``,
     so the score is a pure function of its arguments.
     """

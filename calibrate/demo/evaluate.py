@@ -3,7 +3,7 @@
 Semantic accuracy is measured by the demo's judge (:mod:`calibrate.demo.judge`), never by the calibrator's
 feature model: colour from pixel statistics, motion direction from the centroid track, shape by a small
 classifier trained on real clips; a video is "all correct" when all three match its prompt. Detail is
-:func:`calibrate.demo.data.detail_score` (high-frequency energy relative to real clips; 1.0 = as sharp).
+:func:`calibrate.demo.data.detail_score` (stripe energy relative to real clips; 1.0 = as sharp, noise does not count).
 
 ``python -m calibrate.demo.evaluate --weights calibrate/demo/weights`` loads the shipped pipeline offline
 through ``WanPipeline.from_pretrained``, generates every prompt ``--samples-per-prompt`` times on held-out
@@ -289,10 +289,11 @@ def run_evaluation(
         "torch_threads": torch.get_num_threads(),
         "real_clips": judge_videos(real, real_prompts, judge, layout="CFHW"),
         "vae_reconstructions_of_real_clips": judge_videos(recon, real_prompts, judge, layout="CFHW"),
-        "detail_note": "detail 1.0 = as much high-frequency energy as real clips; the VAE's reconstructions of real "
-        "clips (vae_reconstructions_of_real_clips.detail) are the ceiling a generated video can reach",
+        "detail_note": "detail 1.0 = stripes as sharp as real clips' (noise does not count); the VAE's "
+        "reconstructions of real clips (vae_reconstructions_of_real_clips.detail) are the ceiling a generated "
+        "video can reach",
         "metric": "judge (calibrate.demo.judge): colour from pixel chromaticity, direction from the centroid track, "
-        "shape by a small CNN trained on real frames; all = the three match the prompt; detail = high-frequency "
+        "shape by a small CNN trained on real frames; all = the three match the prompt; detail = stripe "
         "energy relative to real clips (calibrate.demo.data.detail_score)",
         "wall_s": round(time.perf_counter() - t_start, 1),
     }

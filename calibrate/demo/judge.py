@@ -8,7 +8,7 @@
   real frames only (with blur, noise, contrast and colour-permutation augmentation), frame-averaged
   probabilities; it shares nothing with the calibrator's feature model (the Dinov2 stand-in in
   ``weights/feature_model``), so the calibrator is never graded by its own instrument;
-- **detail** by :func:`calibrate.demo.data.detail_score` (high-frequency energy relative to real clips).
+- **detail** by :func:`calibrate.demo.data.detail_score` (stripe energy relative to real clips; noise does not count).
 
 ``judge_videos(videos, prompts)`` returns per-attribute accuracies, the all-correct accuracy and the detail
 score. The classifier's weights ship in ``weights/judge/`` (safetensors + ``config.json``).

@@ -56,11 +56,14 @@ def save_wan_pair(
     height: int = 48,
     width: int = 64,
     frames: int = 9,
+    boundary_ratio: float | None = None,
 ) -> TinyPair:
     """Save a ``WanPipeline`` (tiny UMT5 and VAE, a ``large`` transformer) and a ``small`` transformer.
 
     Layout: ``directory/pipeline`` (``WanPipeline.save_pretrained``) and ``directory/small_transformer``; the
     text encoder, the VAE and the large transformer are seeded with ``seed``, the small one with ``seed + 1``.
+    ``boundary_ratio``: make the large model two experts as in Wan 2.2 A14B: a ``transformer_2`` of the same
+    size (seed ``seed + 2``) that the pipeline runs for timesteps below ``boundary_ratio * 1000``.
     """
     check_layers("large.layers", large.layers)
     check_layers("small.layers", small.layers)
@@ -85,12 +88,17 @@ def save_wan_pair(
         large_model = wan_transformer(large)
     with seeded(seed + 1):
         small_model = wan_transformer(small)
+    experts: dict[str, Any] = {}
+    if boundary_ratio is not None:
+        with seeded(seed + 2):
+            experts = {"transformer_2": wan_transformer(large), "boundary_ratio": boundary_ratio}
     pipe = WanPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
         transformer=large_model,
         scheduler=make_scheduler("unipc", "wan"),
+        **experts,
     )
     save_pipeline(pipe, pipeline_dir)
     small_model.save_pretrained(small_dir, safe_serialization=True)
