@@ -48,17 +48,8 @@ def compute_size(layers: int, heads: int, ffn: int, head_dim: int):
     return WanSize(layers, heads, head_dim, ffn, freq_dim=256, rope_max_seq_len=1024)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line options (sizes of the compute-bound pair, repeats, threads, output)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--pair", choices=("compute", "demo"), default="compute")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats (>= 5 for a spread worth reading)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds before the repeats")
-    p.add_argument("--prompts", type=int, default=1, help="generations per variant per repeat")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's choice)")
-    p.add_argument("--boundaries", default=None, help="L-S-L boundaries, e.g. 0.4,0.8 (default: the profile's)")
-    p.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
-    g = p.add_argument_group("compute-bound pair (--pair compute)")
+def add_compute_pair_args(g: Any) -> None:
+    """The options of the compute-bound pair (steps, video size, both models' sizes) on a parser or group."""
     g.add_argument("--steps", type=int, default=10, help="denoising steps")
     g.add_argument("--width", type=int, default=128)
     g.add_argument("--height", type=int, default=128)
@@ -70,6 +61,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--small-layers", type=int, default=SMALL["layers"])
     g.add_argument("--small-heads", type=int, default=SMALL["heads"])
     g.add_argument("--small-ffn", type=int, default=SMALL["ffn"])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options (sizes of the compute-bound pair, repeats, threads, output)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pair", choices=("compute", "demo"), default="compute")
+    p.add_argument("--repeats", type=int, default=7, help="timed repeats (>= 5 for a spread worth reading)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds before the repeats")
+    p.add_argument("--prompts", type=int, default=1, help="generations per variant per repeat")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's choice)")
+    p.add_argument("--boundaries", default=None, help="L-S-L boundaries, e.g. 0.4,0.8 (default: the profile's)")
+    p.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    add_compute_pair_args(p.add_argument_group("compute-bound pair (--pair compute)"))
     args = p.parse_args(argv)
     if args.repeats < 1 or args.prompts < 1 or not 1 <= args.prompts <= len(PROMPTS):
         p.error(f"--repeats must be >= 1 and --prompts in 1..{len(PROMPTS)}")
@@ -113,6 +117,20 @@ def blend_schedule(profile: Any, boundaries: str | None) -> tuple[Any, ...]:
     return segments_from_pattern("LSL", (profile.calibration or {})["divergence"]["proxy_boundaries"])
 
 
+def announce_round(call: int, variants: int, warmup: int, repeats: int) -> None:
+    """Print "round r of R" to stderr when ``call`` (the 1-based count of prepare calls) starts a timed round."""
+    if (call - 1) % variants == 0 and call <= variants * (warmup + repeats):
+        rnd = (call - 1) // variants - warmup + 1
+        print(f"round {rnd} of {repeats}" + (" (warm-up)" if rnd < 1 else ""), file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, platform and torch version of this machine."""
+    import torch
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the figures and return them (also written to ``--json``)."""
     args = parse_args(argv)
@@ -142,9 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         def prepare(label: str) -> None:
             calls[0] += 1
-            if calls[0] % len(VARIANTS) == 1 and calls[0] <= len(VARIANTS) * (args.warmup + args.repeats):
-                rnd = calls[0] // len(VARIANTS) - args.warmup + 1
-                print(f"round {rnd} of {args.repeats}" + (" (warm-up)" if rnd < 1 else ""), file=sys.stderr, flush=True)
+            announce_round(calls[0], len(VARIANTS), args.warmup, args.repeats)
             pipe.transformer = large  # the base role's own model: what apply_profile wraps
             if label == "router all-large":
                 apply_profile(pipe, profile, {"small": small}, schedule=all_large)
@@ -196,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "repeats": args.repeats,
         "prompts": len(prompts),
         "torch_threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "machine": machine_info(),
         "seconds_per_video": {k: spread(v).to_dict() for k, v in per_video.items()},
         "seconds_per_step": {
             "large": spread([t / n for t in per_video["plain large"]]).to_dict(),

@@ -7,6 +7,7 @@ Under ``torchrun`` / ``accelerate launch`` each rank computes its share of the u
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
@@ -54,12 +55,23 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
     from_kwargs: dict[str, Any] = {**_dtype_kwargs(dtype), "use_safetensors": True}
     if config.local_files_only is not None:
         from_kwargs["local_files_only"] = config.local_files_only
+    from flowblending.families import check_pipeline
+
+    index: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):  # a missing model fails below, with the loader's message
+        index = DiffusionPipeline.load_config(
+            resolve_model_location(config.large),
+            revision=config.large_revision,
+            **({"local_files_only": config.local_files_only} if config.local_files_only is not None else {}),
+        )
+    check_pipeline(str(index.get("_class_name", "")), f"--large {config.large!r} is a")  # before any weights load
     try:
         pipe = DiffusionPipeline.from_pretrained(
             resolve_model_location(config.large), revision=config.large_revision, **from_kwargs
         )
     except OSError as exc:
         raise _not_available(ModelSpec(config.large, config.large_revision), "large", exc) from exc
+    check_pipeline(type(pipe).__name__, f"--large {config.large!r} is a")
     cls = type(pipe.transformer)
     subfolders = ["transformer", None] if config.small_subfolder == "auto" else [config.small_subfolder]
     small, used, last_exc = None, None, None

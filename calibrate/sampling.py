@@ -84,7 +84,12 @@ class ReplaySampler:
         capture: bool = False,
         decode: bool = True,
     ) -> tuple[torch.Tensor, ReplayTransformer]:
-        """Frames (1, F, 3, H, W) in [0, 1] (latents if ``decode=False``) of one generation, and its transformer."""
+        """Frames (1, F, 3, H, W) in [0, 1] (latents if ``decode=False``) of one generation, and its transformer.
+
+        An image pipeline's image is a one-frame video (F = 1).
+        """
+        from flowblending.video import videos_of
+
         transformer = ReplayTransformer(
             self.models,
             sources,
@@ -99,19 +104,20 @@ class ReplaySampler:
         kwargs = dict(self.call_kwargs)
         if unit.image is not None:
             kwargs["image"] = unit.image
+        output_type = "pt" if decode else "latent"
         with torch.no_grad():
             out = self.pipe(
                 prompt=unit.prompt,
                 generator=torch.Generator(device="cpu").manual_seed(unit.seed),
                 num_inference_steps=self.num_steps,
-                output_type="pt" if decode else "latent",
+                output_type=output_type,
                 **kwargs,
             )
         for role, n in transformer.counters.calls.items():
             self.calls[role] = self.calls.get(role, 0) + n
         self.replayed += transformer.replayed
         self.reused += transformer.reused
-        return out.frames.float().cpu(), transformer
+        return videos_of(out, output_type).float().cpu(), transformer
 
     def calls_since(self, before: Mapping[str, int]) -> dict[str, int]:
         """Transformer calls per role computed since the snapshot ``before = dict(sampler.calls)``."""

@@ -42,6 +42,41 @@ def main() -> None:
     cli(prog_name="flowblending")
 
 
+# --- models ---------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("family", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
+    help="text: one line per family; markdown: the table of docs/models.md; json: every field.",
+)  # fmt: skip
+def models(family: str | None, fmt: str) -> None:
+    """The model families FlowBlending supports: pipelines, sizes, how each is tested; FAMILY for one in full."""
+    import dataclasses
+    import json
+
+    from .families import FAMILIES, markdown_table
+
+    if family is not None and family not in FAMILIES:
+        raise FlowBlendingError(f"unknown family {family!r}; the families are {', '.join(FAMILIES)}.")
+    chosen = [FAMILIES[family]] if family else list(FAMILIES.values())
+    if fmt == "json":
+        click.echo(json.dumps([dataclasses.asdict(f) for f in chosen], indent=2))
+    elif fmt == "markdown":
+        click.echo(markdown_table(), nl=False)
+    elif family is not None:
+        for field in dataclasses.fields(chosen[0]):
+            value = getattr(chosen[0], field.name)
+            if isinstance(value, tuple):
+                value = "; ".join(value) if value else "-"
+            click.echo(f"{field.name:>18}: {value}")
+    else:
+        width = max(len(f.key) for f in chosen)
+        for f in chosen:
+            status = "refused" if f.refusal else f.status
+            click.echo(f"{f.key:<{width}}  {status:<8}  {f.title}: {', '.join(f.pipelines)}")
+        click.echo("flowblending models FAMILY shows one in full (docs/models.md).")
+
+
 # --- validate / inspect ---------------------------------------------------------------------------------
 @cli.command()
 @click.argument("profiles", nargs=-1, required=True)

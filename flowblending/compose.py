@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,14 +39,26 @@ def step_sigmas(
 ) -> tuple[list[float], list[float]]:
     """Noise level and timestep at the input of every step, as the pipeline's own ``set_timesteps`` makes them.
 
-    LTX pipelines pass ``sigmas = linspace(1, 1/N, N)`` and a resolution-dependent ``mu`` (dynamic shifting);
-    Wan pipelines call ``set_timesteps(N)`` and the scheduler applies its flow shift.
+    LTXConditionPipeline passes ``timesteps = 1000 * linear_quadratic_schedule(N)`` (no ``mu``); the other LTX
+    pipelines pass ``sigmas = linspace(1, 1/N, N)`` and a resolution-dependent ``mu`` (dynamic shifting); Wan
+    pipelines call ``set_timesteps(N)`` and the scheduler applies its flow shift.
     """
     import numpy as np
 
     scheduler = scheduler_from_spec(setting)
     n = num_steps or setting.num_inference_steps
-    if pipeline_class.startswith("LTX"):
+    if pipeline_class == "LTXConditionPipeline":
+        from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_schedule
+
+        # set_timesteps warns that timesteps without sigmas skip the shift; the pipeline passes exactly that
+        scheduler_logger = logging.getLogger(type(scheduler).__module__)
+        level = scheduler_logger.level
+        scheduler_logger.setLevel(logging.ERROR)
+        try:
+            scheduler.set_timesteps(timesteps=linear_quadratic_schedule(n) * 1000)
+        finally:
+            scheduler_logger.setLevel(level)
+    elif pipeline_class.startswith("LTX"):
         spatial, temporal = LTX_VAE_COMPRESSION
         frames, height, width = setting.num_frames or 161, setting.height or 512, setting.width or 704
         seq_len = ((frames - 1) // temporal + 1) * (height // spatial) * (width // spatial)

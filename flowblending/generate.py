@@ -108,6 +108,7 @@ def generate(
     import torch
 
     from .router import RoutingTransformer
+    from .video import videos_of
 
     router = pipe.transformer
     if not isinstance(router, RoutingTransformer):
@@ -134,4 +135,4 @@ def generate(
         flops_large_only=cost.flops_large_only,
         setting_differences=tuple(diffs),
     )
-    return out.frames[0], report
+    return videos_of(out, output_type)[0], report

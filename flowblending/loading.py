@@ -24,6 +24,7 @@ import torch
 
 from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError
 from .experts import ExpertPair, base_transformer, install_transformer, single_model
+from .families import check_pipeline
 from .profile import ModelSpec, Profile, load_profile
 from .router import Routing, RoutingTransformer
 from .schedule import Segment
@@ -62,6 +63,8 @@ COMPATIBILITY_FIELDS = (
     "caption_channels",
     "image_dim",
     "pos_embed_seq_len",
+    "joint_attention_dim",
+    "pooled_projection_dim",
 )
 
 
@@ -260,6 +263,7 @@ def apply_profile(
     (docs/acceleration.md); ``None`` keeps the caches already enabled.
     """
     profile = load_profile(profile)
+    check_pipeline(type(pipe).__name__)
     current = pipe.transformer
     given = dict(transformers or {})
     previous = current if isinstance(current, RoutingTransformer) else None
@@ -364,6 +368,7 @@ def load_pipeline(
         if key in from_pretrained_kwargs:
             raise FlowBlendingError(f"load_pipeline does not take {key}={from_pretrained_kwargs[key]!r}; {fix}.")
     profile = load_profile(profile)
+    check_pipeline(profile.pipeline_class, f"profile {profile.name!r} names pipeline")
     spec = profile.models[profile.base_role]
     cls = _pipeline_class(profile.pipeline_class)
     kwargs: dict[str, Any] = {

@@ -340,12 +340,18 @@ def _stretches(roles: Sequence[str]) -> tuple[tuple[int, int], ...]:
     return tuple(out)
 
 
+#: Keyword inputs the pipelines pass in float32 whatever the model's dtype, and the models read in float32: the
+#: timestep (bf16 would round 999.x to 1000) and LTXConditionPipeline's RoPE coordinates (bf16 would move the
+#: frame positions, which are frame index / frame rate).
+UNCAST_INPUTS = frozenset({"timestep", "video_coords"})
+
+
 def cast_inputs(args: tuple, kwargs: dict[str, Any], dtype: torch.dtype) -> tuple[tuple, dict[str, Any]]:
-    """Floating tensors cast to a model's dtype; ``timestep`` is left alone (bf16 would round 999.x to 1000)."""
+    """Floating tensors cast to a model's dtype, except the keyword inputs in :data:`UNCAST_INPUTS`."""
 
     def cast(value: Any) -> Any:
         if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != dtype:
             return value.to(dtype)
         return value
 
-    return tuple(cast(a) for a in args), {k: (v if k == "timestep" else cast(v)) for k, v in kwargs.items()}
+    return tuple(cast(a) for a in args), {k: (v if k in UNCAST_INPUTS else cast(v)) for k, v in kwargs.items()}

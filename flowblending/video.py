@@ -1,4 +1,4 @@
-"""Write generated frames to .mp4 (imageio-ffmpeg) or .gif (Pillow)."""
+"""Write generated frames to .mp4 (imageio-ffmpeg) or .gif (Pillow); a pipeline output's videos."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ import numpy as np
 from .errors import FlowBlendingError
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def videos_of(output: Any, output_type: str) -> Any:
+    """A pipeline output's batch of videos: ``output.frames``, or ``output.images`` as one-frame videos.
+
+    Image pipelines (Sana, Stable Diffusion 3) return ``images``: ``"np"`` (B, H, W, C) and ``"pt"`` (B, C, H, W)
+    gain a frame axis after the batch axis, ``"pil"`` becomes one-image lists; ``"latent"`` is returned as is.
+    """
+    frames = getattr(output, "frames", None)
+    if frames is not None:
+        return frames
+    images = output.images
+    if output_type == "latent":
+        return images
+    if output_type == "pil":
+        return [[image] for image in images]
+    return images[:, None]
 
 
 def to_uint8_frames(frames: Any) -> np.ndarray:

@@ -49,7 +49,8 @@ WAN_SCHEDULER = {
     "use_flow_sigmas": True,
     "use_karras_sigmas": False,
 }
-# Lightricks/LTX-Video-0.9.7-dev scheduler/scheduler_config.json (docs/profile-sources.md 2.3)
+# Lightricks/LTX-Video-0.9.7-dev scheduler/scheduler_config.json (docs/profile-sources.md 2.3); LTXConditionPipeline
+# passes no mu, so it works only without dynamic shifting, as here
 LTX_SCHEDULER = {
     "base_image_seq_len": 256,
     "base_shift": 0.5,
@@ -67,6 +68,13 @@ LTX_SCHEDULER = {
     "use_karras_sigmas": False,
 }
 PAPER = "FlowBlending (paper), Table 2 and Appendix A"
+LTX_SIGMA_SCHEDULE = (
+    "LTXConditionPipeline without timesteps=: 1000 * linear_quadratic_schedule(40) (threshold_noise 0.025, 20 linear "
+    "steps) as timesteps to FlowMatchEulerDiscreteScheduler.set_timesteps (diffusers "
+    "pipelines/ltx/pipeline_ltx_condition.py), the port of LTX-Video's own schedule (the paper keeps the official "
+    "repository's default noise schedule); LTX's 8-step distilled timesteps are every 5th of its 40 sigmas, and 4 "
+    "of them (0.98125 to 0.725) fall in the small segment, the 4 steps the paper's LDL gives the distilled model."
+)
 
 
 def wan21() -> Profile:
@@ -113,9 +121,13 @@ def ltxv() -> Profile:
     steps = 40
     return make_profile(
         name="ltxv",
-        description="LTX-Video 13B (large) + 2B (small), image-to-video, the paper's LSL: large [0, 0.375), "
-        "small [0.375, 0.875), large [0.875, 1) at 40 steps (from Table 2: LSS = 15 and LSL = 20 large steps).",
-        pipeline_class="LTXImageToVideoPipeline",
+        description="LTX-Video 13B (large) + 2B (small), image-to-video in LTXConditionPipeline (the first frame "
+        "as image=), the paper's LSL: large [0, 0.375), small [0.375, 0.875), large [0.875, 1) at 40 steps (from "
+        "Table 2: LSS = 15 and LSL = 20 large steps). Without timesteps= the pipeline runs LTX's linear-quadratic "
+        "schedule, so the switches fall at sigma 0.98125 (step 15) and 0.421875 (step 35); in LTXPipeline or "
+        "LTXImageToVideoPipeline (linear sigmas) route by sigma (--routing sigma) to switch at the same noise "
+        "levels.",
+        pipeline_class="LTXConditionPipeline",
         image_to_video=True,
         models={
             "large": ModelSpec(
@@ -142,7 +154,7 @@ def ltxv() -> Profile:
         schedule=segments_from_pattern("LSL", (0.375, 0.875)),
         flops_per_step={"large": 3496 * TFLOP / steps, "small": 514 * TFLOP / steps},
         cost_source="paper Table 2(a): LLL 3496 and SSS 514 TFLOPs (DiT blocks) over 40 steps",
-        provenance={"source": PAPER, "seeds": []},
+        provenance={"source": PAPER, "sigma_schedule": LTX_SIGMA_SCHEDULE, "seeds": []},
     )
 
 

@@ -108,3 +108,58 @@ def test_runtime_speedup_toy(tmp_path):
     for key in ("router_overhead", "blend_efficiency", "measured_speedup", "ideal_speedup", "measured_over_flop"):
         assert len(r[key]["samples"]) == 2 and all(positive_finite(x) for x in r[key]["samples"]), key
     assert positive_finite(r["flop_speedup"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cache", [None, "first-block:10"])
+def test_cache_blend_toy(tmp_path, cache):
+    bench = load_script("cache_blend")
+    out = tmp_path / "cache.json"
+    returned = bench.main(["--toy", "--json", str(out), *(["--cache", cache] if cache else [])])
+    r = json.loads(out.read_text())
+    v = r["variants"]
+    assert list(v) == ["LLL", "LLL+cache", "LSL", "LSL+cache"] and r["variants"].keys() == returned["variants"].keys()
+    assert r["toy"] is True and r["repeats"] == 1 and r["cache"]["spec"] == (cache or "first-block:0.05")
+    assert r["cache"]["per_role"] == {"large": "FirstBlockCacheConfig", "small": "FirstBlockCacheConfig"}
+    # 6 steps, boundaries 0.4, 0.8: L L L S S L; two calls (cond, uncond) per step
+    assert r["setting"]["num_inference_steps"] == 6 and r["blend"]["steps"] == {"large": 4, "small": 2}
+    assert [(s["role"], s["start"], s["length"]) for s in r["blend"]["stretches"]] == [
+        ("large", 0, 3),
+        ("small", 3, 2),
+        ("large", 5, 1),
+    ]
+    assert v["LLL"]["similarity_to_lll"] == {"psnr_db": None, "cosine": 1.0, "max_abs_diff": 0.0, "identical": True}
+    blend = v["LSL"]["similarity_to_lll"]
+    assert not blend["identical"] and blend["max_abs_diff"] > 0 and blend["cosine"] < 1.0
+    assert math.isfinite(blend["psnr_db"]) and blend["psnr_db"] > 0
+    assert r["psnr_peak"]["value"] > 0
+    uncached = {"LLL": {"large": 12}, "LSL": {"large": 8, "small": 4}}
+    layers = 2  # both toy models
+    for base, calls in uncached.items():
+        assert v[base]["calls"] == {
+            role: {"calls": k, "computed": k, "skipped": 0, "blocks_computed": k * layers, "blocks_total": k * layers}
+            for role, k in calls.items()
+        }
+        cached = v[f"{base}+cache"]["calls"]
+        assert cached.keys() == calls.keys()
+        for role, c in cached.items():
+            assert c["calls"] == calls[role] and c["computed"] + c["skipped"] == c["calls"]
+            assert c["computed"] <= v[base]["calls"][role]["computed"]
+            assert c["calls"] <= c["blocks_computed"] <= c["blocks_total"] == calls[role] * layers  # block 0 always
+    # every stretch starts uncached (state reset at switches): its first step's two calls compute in full
+    stretch_starts = {"LLL": {"large": 1}, "LSL": {"large": 2, "small": 1}}
+    for base, starts in stretch_starts.items():
+        for role, k in starts.items():
+            computed = v[f"{base}+cache"]["calls"][role]["computed"]
+            if cache == "first-block:10":  # a threshold nothing stays under: only the stretches' first steps compute
+                assert computed == 2 * k
+            assert computed >= 2 * k
+    if cache == "first-block:10":
+        assert not v["LLL+cache"]["similarity_to_lll"]["identical"]
+    for label, x in v.items():
+        assert x["repeat_max_abs_diff"] == 0.0, label  # no cache state leaks from one generation into the next
+        assert len(x["seconds_per_video"]["samples"]) == 1 and positive_finite(x["speedup_vs_lll"]["median"])
+    assert v["LLL"]["speedup_vs_lll"]["samples"] == [1.0]
+    for e in r["cache_effect"].values():
+        assert positive_finite(e["speedup"]["median"]) and 0 < e["similarity"]["cosine"] <= 1.0
+    assert r["machine"].keys() == {"cpus", "platform", "torch"} and r["torch_threads"] == 1

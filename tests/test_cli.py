@@ -61,9 +61,21 @@ def test_dry_run_scales_with_steps_and_takes_overrides(runner):
     assert "steps per role: large: 20, small: 20" in result.output
 
 
+def test_ltxv_dry_run_plans_on_the_linear_quadratic_schedule(runner):
+    result = _invoke(runner, "run", "--profile", "ltxv", "--dry-run")
+    lines = result.output.splitlines()
+    assert "    14  large       0.9825     982.50" in lines
+    assert "    15  small       0.9812     981.25" in lines
+    assert "    34  small       0.4920     492.00" in lines
+    assert "    35  large       0.4219     421.88" in lines
+    assert "steps per role: large: 20, small: 20" in lines
+
+
 def test_inspect_shows_boundaries_and_cost(runner):
     result = _invoke(runner, "inspect", "ltxv")
-    assert "switch large->small at 0.375 = step 15" in result.output
+    assert "pipeline LTXConditionPipeline, base role large" in result.output
+    assert "switch large->small at 0.375 = step 15, sigma 0.9812" in result.output
+    assert "switch small->large at 0.875 = step 35, sigma 0.4219" in result.output
     assert "57.35%" in result.output
 
 

@@ -1,4 +1,4 @@
-"""A large role that is two experts (Wan 2.2 A14B): diffusers' own switch, and the blend around it."""
+"""A large role that is two experts (Wan 2.2 A14B, WanPipeline with transformer_2) and the blend around it."""
 
 from __future__ import annotations
 

@@ -56,6 +56,9 @@ def test_ltxv_is_the_papers_schedule():
     ]
     assert p.setting.num_inference_steps == 40
     assert [b.step for b in p.boundaries] == [15, 35]
+    # LTXConditionPipeline's linear-quadratic schedule at steps 15 and 35 (tests/test_ltx_condition.py derives it)
+    assert (p.pipeline_class, p.image_to_video) == ("LTXConditionPipeline", True)
+    assert [(round(b.sigma, 6), b.timestep) for b in p.boundaries] == [(0.98125, 981.25), (0.421875, 421.875)]
 
 
 def test_round_trip_through_a_file_is_lossless(tmp_path):

@@ -14,6 +14,10 @@ _LAZY = {
     "tiny_umt5_config": "text",
     "save_tiny_wan_pair": "wan",
     "save_tiny_ltx_pair": "ltx",
+    "save_tiny_skyreels_pair": "families",
+    "save_tiny_wan_i2v_pair": "families",
+    "save_tiny_sana_pair": "families",
+    "save_tiny_sd3_pair": "families",
     "SCHEDULER_KINDS": "schedulers",
     "make_scheduler": "schedulers",
     "save_tiny_profile": "profiles",
@@ -30,12 +34,17 @@ __all__ = [
     "save_tiny_dinov2",
     "save_tiny_ltx_pair",
     "save_tiny_profile",
+    "save_tiny_sana_pair",
+    "save_tiny_sd3_pair",
+    "save_tiny_skyreels_pair",
+    "save_tiny_wan_i2v_pair",
     "save_tiny_wan_pair",
     "tiny_tokenizer",
     "tiny_umt5_config",
 ]
 
 if TYPE_CHECKING:
+    from .families import save_tiny_sana_pair, save_tiny_sd3_pair, save_tiny_skyreels_pair, save_tiny_wan_i2v_pair
     from .features import save_tiny_dinov2
     from .ltx import save_tiny_ltx_pair
     from .pairs import TinyPair

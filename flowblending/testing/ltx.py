@@ -1,4 +1,5 @@
-"""A tiny ``LTXPipeline`` or ``LTXImageToVideoPipeline`` (T5, AutoencoderKLLTXVideo, FlowMatchEuler) + a small DiT."""
+"""A tiny ``LTXPipeline``, ``LTXImageToVideoPipeline`` or ``LTXConditionPipeline`` (T5, AutoencoderKLLTXVideo,
+FlowMatchEuler) + a small DiT."""
 
 from __future__ import annotations
 
@@ -8,6 +9,17 @@ from typing import Any
 from .pairs import TinyPair, check_layers, save_pipeline, seeded
 from .schedulers import make_scheduler
 from .text import TEXT_DIM, tiny_tokenizer, tiny_umt5_config
+
+LTX_CONDITION_SCHEDULER_CONFIG: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "shift": 1.0,
+    "use_dynamic_shifting": False,
+    "shift_terminal": None,
+}
+"""FlowMatchEuler settings of the LTX-Video 0.9.5 / 0.9.7 scheduler config (LTXConditionPipeline's repositories).
+
+LTXConditionPipeline passes its linear-quadratic schedule as ``timesteps=`` and no ``mu``, so the scheduler must
+not shift dynamically; with ``shift`` 1 it keeps those noise levels unchanged."""
 
 
 def _ltx_transformer(num_layers: int, heads: int, head_dim: int) -> Any:
@@ -42,11 +54,17 @@ def save_tiny_ltx_pair(
     directory: str | Path,
     *,
     image_to_video: bool = False,
+    condition: bool = False,
     seed: int = 0,
     large_layers: int = 2,
     small_layers: int = 1,
 ) -> TinyPair:
-    """Save a tiny LTXPipeline / LTXImageToVideoPipeline and a small LTX transformer under ``directory``.
+    """Save a tiny LTXPipeline / LTXImageToVideoPipeline / LTXConditionPipeline and a small LTX transformer.
+
+    ``condition=False``: ``LTXImageToVideoPipeline`` if ``image_to_video`` else ``LTXPipeline``, with the
+    dynamically shifted FlowMatchEuler of Lightricks/LTX-Video. ``condition=True``: ``LTXConditionPipeline`` with
+    :data:`LTX_CONDITION_SCHEDULER_CONFIG`; ``image_to_video`` then adds a first frame to ``call_kwargs["image"]``,
+    which the condition pipeline takes as ``image=`` (a condition at frame 0, strength 1).
 
     Large: 4 heads x 8 = width 32, ``large_layers`` blocks, seed ``seed``.
     Small: 2 heads x 8 = width 16, ``small_layers`` blocks, seed ``seed + 1``.
@@ -54,7 +72,13 @@ def save_tiny_ltx_pair(
     """
     check_layers("large_layers", large_layers)
     check_layers("small_layers", small_layers)
-    from diffusers import AutoencoderKLLTXVideo, LTXImageToVideoPipeline, LTXPipeline
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXImageToVideoPipeline,
+        LTXPipeline,
+    )
     from transformers import T5Config, T5EncoderModel
 
     root = Path(directory)
@@ -87,9 +111,14 @@ def save_tiny_ltx_pair(
         large = _ltx_transformer(large_layers, heads=4, head_dim=8)
     with seeded(seed + 1):
         small = _ltx_transformer(small_layers, heads=2, head_dim=8)
-    pipeline_cls = LTXImageToVideoPipeline if image_to_video else LTXPipeline
+    if condition:
+        pipeline_cls: type = LTXConditionPipeline
+        scheduler = FlowMatchEulerDiscreteScheduler(**LTX_CONDITION_SCHEDULER_CONFIG)
+    else:
+        pipeline_cls = LTXImageToVideoPipeline if image_to_video else LTXPipeline
+        scheduler = make_scheduler("flowmatch_euler", "ltx")
     pipe = pipeline_cls(
-        scheduler=make_scheduler("flowmatch_euler", "ltx"),
+        scheduler=scheduler,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

@@ -1,0 +1,318 @@
+"""The model families FlowBlending knows: one description per family, and the pipelines it refuses.
+
+A family is a set of diffusers pipelines whose transformers come in several sizes that share one VAE latent
+space and one text encoder, so a large and a small transformer can be swapped step by step. Each entry says how
+the pipeline calls its transformer (which decides how the router and the calibrator split CFG calls), the CFG
+formula, what carries the step, how sigmas are made, whether the pipeline takes a custom ``timesteps=`` /
+``sigmas=`` list, how latents are decoded, and how FlowBlending tests it. ``flowblending models`` prints this
+table and docs/models.md shows it.
+
+Pipelines that cannot be routed step by step are refused in one line by :func:`check_pipeline` before any
+weights are loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import FlowBlendingError
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "UnsupportedPipelineError",
+    "check_pipeline",
+    "family_of",
+    "markdown_table",
+]
+
+CfgCall = Literal["separate", "batched"]
+Status = Literal["tested", "untested", "refused"]
+
+
+class UnsupportedPipelineError(FlowBlendingError):
+    """A pipeline FlowBlending cannot route step by step (the message says why and what to use)."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one family's pipelines call their transformer, and how FlowBlending supports them.
+
+    ``cfg_call``: ``"separate"`` = one call for the conditional and one for the unconditional branch per step,
+    ``"batched"`` = one call on the concatenated batch. ``custom_schedule``: which of ``timesteps=`` and
+    ``sigmas=`` the pipeline's ``__call__`` accepts (``"none"``: only the scheduler can be given sigmas).
+    ``tests``: the test files that run its tiny offline pipelines through FlowBlending.
+    """
+
+    key: str
+    title: str
+    pipelines: tuple[str, ...]
+    transformer_class: str
+    sizes: tuple[str, ...]
+    media: Literal["video", "image"]
+    cfg_call: CfgCall
+    cfg_formula: str
+    step_argument: str
+    sigmas: str
+    custom_schedule: Literal["timesteps", "sigmas", "both", "none"]
+    decode: str
+    status: Status
+    tests: tuple[str, ...] = ()
+    caveats: tuple[str, ...] = ()
+    refusal: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.status == "refused") != (self.refusal is not None):
+            raise ValueError(f"family {self.key!r}: a refused family needs a refusal reason, and only it has one.")
+
+
+_WAN_VAE = "AutoencoderKLWan: latents * latents_std + latents_mean, then decode"
+_WAN_CFG = "uncond + g (cond - uncond)"
+
+FAMILIES: dict[str, Family] = {
+    f.key: f
+    for f in (
+        Family(
+            key="wan21",
+            title="Wan 2.1 T2V / I2V / VACE",
+            pipelines=("WanPipeline", "WanImageToVideoPipeline", "WanVACEPipeline"),
+            transformer_class="WanTransformer3DModel",
+            sizes=(
+                "Wan-AI/Wan2.1-T2V-14B-Diffusers",
+                "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+                "Wan-AI/Wan2.1-VACE-14B-diffusers",
+                "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+            ),
+            media="video",
+            cfg_call="separate",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (one per sample)",
+            sigmas="UniPC flow matching, flow shift 3 (480p) / 5 (720p)",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="tested",
+            tests=("tests/test_router.py", "tests/test_calibrate_e2e.py", "tests/test_families.py"),
+            caveats=(
+                "diffusers 0.42.1 calls ftfy unguarded in WanImageToVideoPipeline: pip install ftfy",
+                "I2V needs the CLIP image encoder of the repository in both roles' pipeline (it is shared)",
+                "VACE is not tested with tiny models; it passes control_hidden_states to both roles, so the small "
+                "model must be a VACE model too",
+            ),
+        ),
+        Family(
+            key="wan22",
+            title="Wan 2.2 A14B (two experts) as the large role",
+            pipelines=("WanPipeline", "WanImageToVideoPipeline"),
+            transformer_class="WanTransformer3DModel",
+            sizes=("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
+            media="video",
+            cfg_call="separate",
+            cfg_formula=_WAN_CFG + " (guidance_scale_2 below the boundary)",
+            step_argument="timestep; transformer for t >= boundary_ratio x 1000, transformer_2 below",
+            sigmas="UniPC flow matching, the repository's flow shift",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="tested",
+            tests=("tests/test_experts.py",),
+            caveats=(
+                "the large role is both experts (flowblending.experts.ExpertPair); Wan 2.1 1.3B shares the VAE "
+                "and text encoder and is the small role",
+                "caches and per-role offload are refused for a two-expert role",
+            ),
+        ),
+        Family(
+            key="skyreels-v2",
+            title="SkyReels-V2 T2V / I2V",
+            pipelines=("SkyReelsV2Pipeline", "SkyReelsV2ImageToVideoPipeline"),
+            transformer_class="SkyReelsV2Transformer3DModel",
+            sizes=(
+                "Skywork/SkyReels-V2-I2V-14B-540P-Diffusers",
+                "Skywork/SkyReels-V2-I2V-1.3B-540P-Diffusers",
+            ),
+            media="video",
+            cfg_call="separate",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (one per sample)",
+            sigmas="UniPC flow matching, flow shift 8 (T2V) / 5 (I2V)",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="tested",
+            tests=("tests/test_families.py",),
+            caveats=("T2V comes in 14B only; the I2V pipelines call ftfy unguarded in diffusers 0.42.1",),
+        ),
+        Family(
+            key="skyreels-v2-df",
+            title="SkyReels-V2 diffusion forcing",
+            pipelines=(
+                "SkyReelsV2DiffusionForcingPipeline",
+                "SkyReelsV2DiffusionForcingImageToVideoPipeline",
+                "SkyReelsV2DiffusionForcingVideoToVideoPipeline",
+            ),
+            transformer_class="SkyReelsV2Transformer3DModel",
+            sizes=("Skywork/SkyReels-V2-DF-14B-540P-Diffusers", "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"),
+            media="video",
+            cfg_call="separate",
+            cfg_formula=_WAN_CFG,
+            step_argument="one timestep per frame",
+            sigmas="one scheduler per frame",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="refused",
+            refusal=(
+                "diffusion-forcing pipelines denoise every frame on its own schedule (one scheduler per frame), so "
+                "there is no single denoising step to route; use SkyReelsV2Pipeline or "
+                "SkyReelsV2ImageToVideoPipeline"
+            ),
+        ),
+        Family(
+            key="ltx",
+            title="LTX-Video",
+            pipelines=("LTXConditionPipeline", "LTXPipeline", "LTXImageToVideoPipeline"),
+            transformer_class="LTXVideoTransformer3DModel",
+            sizes=(
+                "Lightricks/LTX-Video-0.9.7-dev",
+                "Lightricks/LTX-Video-0.9.7-distilled",
+                "Lightricks/LTX-Video-0.9.5",
+            ),
+            media="video",
+            cfg_call="batched",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (per token for image conditioning)",
+            sigmas=(
+                "FlowMatchEuler; LTXConditionPipeline: LTX's linear-quadratic schedule, the others linspace(1, 1/N, N)"
+            ),
+            custom_schedule="timesteps",
+            decode="AutoencoderKLLTXVideo: denormalize with latents_mean/std, decode with decode_timestep",
+            status="tested",
+            tests=("tests/test_router.py", "tests/test_ltx_condition.py"),
+            caveats=(
+                "LTXPipeline and LTXImageToVideoPipeline always build sigmas: passing timesteps= raises; route the "
+                "shipped ltxv profile there by sigma (--routing sigma)",
+            ),
+        ),
+        Family(
+            key="cosmos-predict2",
+            title="Cosmos Predict2 Video2World / Text2Image",
+            pipelines=("Cosmos2VideoToWorldPipeline", "Cosmos2TextToImagePipeline"),
+            transformer_class="CosmosTransformer3DModel",
+            sizes=(
+                "nvidia/Cosmos-Predict2-14B-Video2World",
+                "nvidia/Cosmos-Predict2-2B-Video2World",
+                "nvidia/Cosmos-Predict2-14B-Text2Image",
+                "nvidia/Cosmos-Predict2-2B-Text2Image",
+            ),
+            media="video",
+            cfg_call="separate",
+            cfg_formula="cond + g (cond - uncond)",
+            step_argument="timestep = sigma-conditioned, preconditioned output turned into a velocity",
+            sigmas="FlowMatchEuler with Karras sigmas (sigma_max 80)",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="untested",
+            caveats=(
+                "not tested here: the pipelines construct CosmosSafetyChecker, which needs cosmos_guardrail, and "
+                "refuse safety_checker=None",
+                "CosmosTransformer3DModel needs torchvision (it resizes its padding mask)",
+            ),
+        ),
+        Family(
+            key="sana",
+            title="Sana (images)",
+            pipelines=("SanaPipeline",),
+            transformer_class="SanaTransformer2DModel",
+            sizes=(
+                "Efficient-Large-Model/Sana_1600M_1024px_diffusers",
+                "Efficient-Large-Model/Sana_600M_1024px_diffusers",
+            ),
+            media="image",
+            cfg_call="batched",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (one per sample)",
+            sigmas="DPM-Solver++ flow matching, flow shift 3",
+            custom_schedule="both",
+            decode="AutoencoderDC: latents / scaling_factor, then decode",
+            status="tested",
+            tests=("tests/test_families.py",),
+            caveats=(
+                "an image is a one-frame video for the calibrator's metrics",
+                "the hub's DPMSolverMultistepScheduler config has lambda_min_clipped = -inf, which a profile (JSON) "
+                "cannot hold: calibrate with FlowMatchEulerDiscreteScheduler or a finite lambda_min_clipped",
+                "the pipeline bins resolutions by default (tiny tests use 512x512)",
+            ),
+        ),
+        Family(
+            key="sd35",
+            title="Stable Diffusion 3.5 (images)",
+            pipelines=("StableDiffusion3Pipeline",),
+            transformer_class="SD3Transformer2DModel",
+            sizes=("stabilityai/stable-diffusion-3.5-large", "stabilityai/stable-diffusion-3.5-medium"),
+            media="image",
+            cfg_call="batched",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (one per sample)",
+            sigmas="FlowMatchEuler, shift 3",
+            custom_schedule="sigmas",
+            decode="AutoencoderKL: latents / scaling_factor + shift_factor, then decode",
+            status="tested",
+            tests=("tests/test_families.py",),
+            caveats=("3.5 Medium has pos_embed_max_size 384 against Large's 192", "an image is a one-frame video"),
+        ),
+        Family(
+            key="cogvideox",
+            title="CogVideoX",
+            pipelines=(
+                "CogVideoXPipeline",
+                "CogVideoXImageToVideoPipeline",
+                "CogVideoXVideoToVideoPipeline",
+                "CogVideoXFunControlPipeline",
+            ),
+            transformer_class="CogVideoXTransformer3DModel",
+            sizes=("THUDM/CogVideoX-5b", "THUDM/CogVideoX-2b"),
+            media="video",
+            cfg_call="batched",
+            cfg_formula=_WAN_CFG,
+            step_argument="timestep (v-prediction DDIM / DPM)",
+            sigmas="CogVideoXDDIM / CogVideoXDPM (no step_index)",
+            custom_schedule="timesteps",
+            decode="AutoencoderKLCogVideoX",
+            status="refused",
+            refusal=(
+                "CogVideoX 2B and 5B do not share a latent space (VAE scaling factor 1.15 vs 0.7) and use different "
+                "positional embeddings (sincos vs RoPE), so their transformers cannot be swapped mid-run"
+            ),
+        ),
+    )
+}
+"""Family key -> description, in the order ``flowblending models`` prints them."""
+
+
+def family_of(pipeline_class: str) -> Family | None:
+    """The family whose pipelines include ``pipeline_class`` (refused families first), or None if unknown."""
+    for family in sorted(FAMILIES.values(), key=lambda f: f.status != "refused"):
+        if pipeline_class in family.pipelines:
+            return family
+    return None
+
+
+def check_pipeline(pipeline_class: str, where: str = "pipeline") -> None:
+    """Raise UnsupportedPipelineError in one line if FlowBlending refuses ``pipeline_class`` (a refused family)."""
+    family = family_of(pipeline_class)
+    if family is not None and family.refusal is not None:
+        raise UnsupportedPipelineError(f"{where} {pipeline_class} cannot be blended: {family.refusal}.")
+
+
+def markdown_table() -> str:
+    """The families as the Markdown table of docs/models.md (one row per family)."""
+    rows = [
+        "| family | pipelines | sizes | CFG calls | custom schedule | status | tested by |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in FAMILIES.values():
+        tested = ", ".join(f"`{t}`" for t in f.tests) if f.tests else "-"
+        status = f"refused: {f.refusal}" if f.refusal else f.status
+        rows.append(
+            f"| {f.title} | {', '.join(f'`{p}`' for p in f.pipelines)} | {', '.join(f'`{s}`' for s in f.sizes)} "
+            f"| {f.cfg_call} | {f.custom_schedule} | {status} | {tested} |"
+        )
+    return "\n".join(rows) + "\n"

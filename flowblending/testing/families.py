@@ -1,0 +1,397 @@
+"""Tiny pairs of more pipeline families: SkyReels-V2 T2V, Wan 2.1 I2V, Sana and Stable Diffusion 3 (images).
+
+Each builder saves ``directory/pipeline`` (the stock pipeline with the large transformer inside, hub layout) and
+``directory/small_transformer``; text encoders, VAEs and the large transformer are seeded with ``seed`` (the
+second CLIP of SD3 with ``seed + 2``), the small transformer with ``seed + 1``. For an image pipeline the "video"
+is one image: ``call_kwargs`` has no ``num_frames``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .ltx import _tiny_image
+from .pairs import TinyPair, save_pipeline, seeded
+from .text import TEXT_DIM, tiny_tokenizer, tiny_umt5_config
+from .wan import TINY_LARGE, TINY_SMALL, WanSize
+
+CLIP_VISION_DIM = 16
+"""Width of the tiny CLIP vision encoder of the Wan I2V pair (the transformers' ``image_dim``)."""
+
+SKYREELS_FLOW_SHIFT = 8.0
+"""Flow shift of the SkyReels-V2 T2V 540P scheduler."""
+
+WAN_I2V_FLOW_SHIFT = 3.0
+"""Flow shift of the Wan 2.1 I2V 480P scheduler."""
+
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-()[]/&%+=*#@_<>{}|~^$`\\"
+
+
+def _paths(directory: str | Path) -> tuple[Path, Path]:
+    root = Path(directory)
+    return root / "pipeline", root / "small_transformer"
+
+
+def _save_with_t5_names(pipe: Any, pipeline_dir: Path, slots: tuple[str, ...]) -> None:
+    """``save_pretrained`` (safetensors), then name the T5 tokenizers in ``slots`` ``T5TokenizerFast`` as the hub."""
+    pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+    index_path = pipeline_dir / "model_index.json"
+    index = json.loads(index_path.read_text())
+    for slot in slots:
+        index[slot] = ["transformers", "T5TokenizerFast"]  # the same class as T5Tokenizer in transformers 5
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def _wan_vae() -> Any:
+    """The tiny ``AutoencoderKLWan`` of the Wan pairs: 16 latent channels, 8x spatial and 4x temporal compression."""
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+
+
+def _unipc(flow_shift: float) -> Any:
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=flow_shift
+    )
+
+
+# --- SkyReels-V2 --------------------------------------------------------------------------------------------------
+def _skyreels_transformer(size: WanSize) -> Any:
+    from diffusers import SkyReelsV2Transformer3DModel
+
+    return SkyReelsV2Transformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=size.heads,
+        attention_head_dim=size.head_dim,
+        in_channels=16,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=size.freq_dim,
+        ffn_dim=size.ffn,
+        num_layers=size.layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=size.rope_max_seq_len,
+    )
+
+
+def save_tiny_skyreels_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+    """Save a tiny SkyReelsV2Pipeline (UMT5, AutoencoderKLWan, UniPC shift 8) and a small transformer.
+
+    Large: 2 heads x 16 = width 32, ffn 64, 2 blocks; small: 2 heads x 8 = width 16, ffn 32, 1 block; 48x64, 9 frames.
+    """
+    from diffusers import SkyReelsV2Pipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    pipeline_dir, small_dir = _paths(directory)
+    tokenizer = tiny_tokenizer()
+    with seeded(seed):
+        text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
+    with seeded(seed):
+        vae = _wan_vae()
+    with seeded(seed):
+        large = _skyreels_transformer(TINY_LARGE)
+    with seeded(seed + 1):
+        small = _skyreels_transformer(TINY_SMALL)
+    pipe = SkyReelsV2Pipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=large,
+        scheduler=_unipc(SKYREELS_FLOW_SHIFT),
+    )
+    save_pipeline(pipe, pipeline_dir)
+    small.save_pretrained(small_dir, safe_serialization=True)
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class="SkyReelsV2Pipeline",
+        call_kwargs={"height": 48, "width": 64, "num_frames": 9, "max_sequence_length": 16, "guidance_scale": 6.0},
+        transformer_class="SkyReelsV2Transformer3DModel",
+        family="skyreels",
+    )
+
+
+# --- Wan 2.1 image-to-video -----------------------------------------------------------------------------------------
+def _wan_i2v_transformer(size: WanSize) -> Any:
+    """A Wan 2.1 I2V transformer: latents + mask + condition in (36 channels), CLIP image tokens cross-attended."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=size.heads,
+        attention_head_dim=size.head_dim,
+        in_channels=36,
+        out_channels=16,
+        text_dim=TEXT_DIM,
+        freq_dim=size.freq_dim,
+        ffn_dim=size.ffn,
+        num_layers=size.layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        image_dim=CLIP_VISION_DIM,
+        added_kv_proj_dim=size.heads * size.head_dim,
+        rope_max_seq_len=size.rope_max_seq_len,
+    )
+
+
+def save_tiny_wan_i2v_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+    """Save a tiny Wan 2.1 WanImageToVideoPipeline (UMT5, CLIP vision encoder, AutoencoderKLWan, UniPC) + small DiT.
+
+    Large: 2 heads x 16 = width 32, ffn 64, 2 blocks; small: 2 heads x 8 = width 16, ffn 32, 1 block; both read
+    36 latent channels and 16-wide CLIP image tokens (32x32 crop, 8x8 patches); 48x64, 9 frames, a 48x64 image.
+    """
+    from diffusers import WanImageToVideoPipeline
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    pipeline_dir, small_dir = _paths(directory)
+    tokenizer = tiny_tokenizer()
+    with seeded(seed):
+        text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
+    with seeded(seed):
+        vae = _wan_vae()
+    with seeded(seed):
+        image_encoder = CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=CLIP_VISION_DIM,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            )
+        )
+    with seeded(seed):
+        large = _wan_i2v_transformer(TINY_LARGE)
+    with seeded(seed + 1):
+        small = _wan_i2v_transformer(TINY_SMALL)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=_unipc(WAN_I2V_FLOW_SHIFT),
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        image_encoder=image_encoder,
+        transformer=large,
+    )
+    save_pipeline(pipe, pipeline_dir)
+    small.save_pretrained(small_dir, safe_serialization=True)
+    height, width = 48, 64
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class="WanImageToVideoPipeline",
+        call_kwargs={
+            "height": height,
+            "width": width,
+            "num_frames": 9,
+            "max_sequence_length": 16,
+            "guidance_scale": 5.0,
+            "image": _tiny_image(height, width, seed),
+        },
+        transformer_class="WanTransformer3DModel",
+        family="wan_i2v",
+    )
+
+
+# --- Sana -----------------------------------------------------------------------------------------------------------
+def _gemma_tokenizer() -> Any:
+    """A character-level Gemma (BPE, byte fallback) tokenizer built offline: specials, ``▁``, ASCII, the 256 bytes."""
+    from transformers import GemmaTokenizer
+
+    pieces = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "\u2581", *_TOKEN_CHARS]
+    pieces += [f"<0x{b:02X}>" for b in range(256)]
+    return GemmaTokenizer(vocab={p: i for i, p in enumerate(pieces)}, merges=[])
+
+
+def _sana_transformer(layers: int, heads: int, head_dim: int) -> Any:
+    from diffusers import SanaTransformer2DModel
+
+    return SanaTransformer2DModel(
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        num_layers=layers,
+        num_cross_attention_heads=heads,
+        cross_attention_head_dim=head_dim,
+        cross_attention_dim=heads * head_dim,
+        caption_channels=TEXT_DIM,
+        mlp_ratio=2.0,
+        sample_size=16,
+        patch_size=1,
+    )
+
+
+def save_tiny_sana_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+    """Save a tiny SanaPipeline (Gemma2, AutoencoderDC 32x, FlowMatchEuler shift 3) and a small Sana transformer.
+
+    Large: 2 heads x 16 = width 32, 2 blocks; small: 2 heads x 8 = width 16, 1 block; 4 latent channels.
+    Images are 512x512 (the transformer's ``sample_size`` 16 selects Sana's 512 px resolution bins, which the
+    pipeline applies by default) = a 16x16 latent, 256 tokens.
+    """
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline
+    from transformers import Gemma2Config, Gemma2Model
+
+    pipeline_dir, small_dir = _paths(directory)
+    tokenizer = _gemma_tokenizer()
+    with seeded(seed):
+        text_encoder = Gemma2Model(
+            Gemma2Config(
+                vocab_size=len(tokenizer),
+                hidden_size=TEXT_DIM,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                head_dim=16,
+                max_position_embeddings=2048,
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        )
+    with seeded(seed):
+        vae = AutoencoderDC(
+            in_channels=3,
+            latent_channels=4,
+            attention_head_dim=4,
+            encoder_block_types="ResBlock",
+            decoder_block_types="ResBlock",
+            encoder_block_out_channels=(4, 4, 4, 4, 8, 8),
+            decoder_block_out_channels=(4, 4, 4, 4, 8, 8),
+            encoder_layers_per_block=(1, 1, 1, 1, 1, 1),
+            decoder_layers_per_block=(1, 1, 1, 1, 1, 1),
+            encoder_qkv_multiscales=((), (), (), (), (), ()),
+            decoder_qkv_multiscales=((), (), (), (), (), ()),
+            upsample_block_type="interpolate",
+            downsample_block_type="conv",
+            scaling_factor=0.41407,
+        )
+    with seeded(seed):
+        large = _sana_transformer(2, heads=2, head_dim=16)
+    with seeded(seed + 1):
+        small = _sana_transformer(1, heads=2, head_dim=8)
+    pipe = SanaPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=large,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+    )
+    pipe.save_pretrained(pipeline_dir, safe_serialization=True)
+    small.save_pretrained(small_dir, safe_serialization=True)
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class="SanaPipeline",
+        call_kwargs={"height": 512, "width": 512, "max_sequence_length": 16, "guidance_scale": 4.5},
+        transformer_class="SanaTransformer2DModel",
+        family="sana",
+    )
+
+
+# --- Stable Diffusion 3 ---------------------------------------------------------------------------------------------
+def _clip_tokenizer() -> Any:
+    """A character-level CLIP (byte-level BPE) tokenizer built offline: each character alone and word-final."""
+    from transformers import CLIPTokenizer
+
+    pieces = ["<|startoftext|>", "<|endoftext|>"]
+    for char in dict.fromkeys(_TOKEN_CHARS.lower()):
+        pieces += [char, char + "</w>"]
+    return CLIPTokenizer(vocab={p: i for i, p in enumerate(pieces)}, merges=[], model_max_length=77)
+
+
+def _sd3_transformer(layers: int, heads: int, head_dim: int) -> Any:
+    from diffusers import SD3Transformer2DModel
+
+    return SD3Transformer2DModel(
+        sample_size=16,
+        patch_size=2,
+        in_channels=4,
+        out_channels=4,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        joint_attention_dim=TEXT_DIM,
+        caption_projection_dim=heads * head_dim,
+        pooled_projection_dim=TEXT_DIM,
+        pos_embed_max_size=16,
+    )
+
+
+def save_tiny_sd3_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+    """Save a tiny StableDiffusion3Pipeline (two 16-wide CLIPs, T5, AutoencoderKL, FlowMatchEuler) + small DiT.
+
+    Large: 4 heads x 8 = width 32, 2 blocks; small: 2 heads x 8 = width 16, 1 block; text width 32 (T5, and the
+    two CLIPs side by side), 4 latent channels, 2x2 patches; 32x32 images = a 16x16 latent, 64 tokens.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    pipeline_dir, small_dir = _paths(directory)
+    clip_tokenizer, t5_tokenizer = _clip_tokenizer(), tiny_tokenizer(model_max_length=128)
+    clip_config = CLIPTextConfig(
+        vocab_size=len(clip_tokenizer),
+        hidden_size=TEXT_DIM // 2,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=TEXT_DIM // 2,
+        bos_token_id=clip_tokenizer.bos_token_id,
+        eos_token_id=clip_tokenizer.eos_token_id,
+        pad_token_id=clip_tokenizer.pad_token_id,
+    )
+    with seeded(seed):
+        text_encoder = CLIPTextModelWithProjection(clip_config)
+    with seeded(seed + 2):
+        text_encoder_2 = CLIPTextModelWithProjection(clip_config)
+    with seeded(seed):
+        text_encoder_3 = T5EncoderModel(T5Config(**tiny_umt5_config(len(t5_tokenizer))))
+    with seeded(seed):
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(8, 8),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+        )
+    with seeded(seed):
+        large = _sd3_transformer(2, heads=4, head_dim=8)
+    with seeded(seed + 1):
+        small = _sd3_transformer(1, heads=2, head_dim=8)
+    pipe = StableDiffusion3Pipeline(
+        transformer=large,
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=clip_tokenizer,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=t5_tokenizer,
+    )
+    _save_with_t5_names(pipe, pipeline_dir, ("tokenizer_3",))
+    small.save_pretrained(small_dir, safe_serialization=True)
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class="StableDiffusion3Pipeline",
+        call_kwargs={"height": 32, "width": 32, "max_sequence_length": 16, "guidance_scale": 7.0},
+        transformer_class="SD3Transformer2DModel",
+        family="sd3",
+    )
