@@ -68,4 +68,6 @@ def test_shipped_vae_keeps_every_attribute_for_the_judge():
     result = judge_videos(recon, prompts, layout="CFHW")
     assert psnr >= 32.0, psnr
     assert result["all"] >= 0.97, result
-    assert 0.3 <= result["detail"] <= 1.1, result  # the VAE blurs the stripes somewhat (0.56 when trained)
+    # stripe energy of the reconstructions relative to real clips: 1.12 measured (the VAE keeps the stripes,
+    # slightly over-sharpened); a VAE that blurred them would score well below 1
+    assert 0.8 <= result["detail"] <= 1.3, result
