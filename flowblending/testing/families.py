@@ -15,7 +15,7 @@ from typing import Any
 from .ltx import _tiny_image
 from .pairs import TinyPair, save_pipeline, seeded
 from .text import TEXT_DIM, tiny_tokenizer, tiny_umt5_config
-from .wan import TINY_LARGE, TINY_SMALL, WanSize
+from .wan import TINY_LARGE, TINY_SMALL, WanSize, wan_transformer, wan_vae
 
 CLIP_VISION_DIM = 16
 """Width of the tiny CLIP vision encoder of the Wan I2V pair (the transformers' ``image_dim``)."""
@@ -44,15 +44,6 @@ def _save_with_t5_names(pipe: Any, pipeline_dir: Path, slots: tuple[str, ...]) -
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
-def _wan_vae() -> Any:
-    """The tiny ``AutoencoderKLWan`` of the Wan pairs: 16 latent channels, 8x spatial and 4x temporal compression."""
-    from diffusers import AutoencoderKLWan
-
-    return AutoencoderKLWan(
-        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-    )
-
-
 def _unipc(flow_shift: float) -> Any:
     from diffusers import UniPCMultistepScheduler
 
@@ -62,25 +53,6 @@ def _unipc(flow_shift: float) -> Any:
 
 
 # --- SkyReels-V2 --------------------------------------------------------------------------------------------------
-def _skyreels_transformer(size: WanSize) -> Any:
-    from diffusers import SkyReelsV2Transformer3DModel
-
-    return SkyReelsV2Transformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=size.heads,
-        attention_head_dim=size.head_dim,
-        in_channels=16,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=size.freq_dim,
-        ffn_dim=size.ffn,
-        num_layers=size.layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=size.rope_max_seq_len,
-    )
-
-
 def save_tiny_skyreels_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
     """Save a tiny SkyReelsV2Pipeline (UMT5, AutoencoderKLWan, UniPC shift 8) and a small transformer.
 
@@ -94,11 +66,11 @@ def save_tiny_skyreels_pair(directory: str | Path, *, seed: int = 0) -> TinyPair
     with seeded(seed):
         text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
     with seeded(seed):
-        vae = _wan_vae()
+        vae = wan_vae()
     with seeded(seed):
-        large = _skyreels_transformer(TINY_LARGE)
+        large = wan_transformer(TINY_LARGE, "SkyReelsV2Transformer3DModel")
     with seeded(seed + 1):
-        small = _skyreels_transformer(TINY_SMALL)
+        small = wan_transformer(TINY_SMALL, "SkyReelsV2Transformer3DModel")
     pipe = SkyReelsV2Pipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,
@@ -121,23 +93,8 @@ def save_tiny_skyreels_pair(directory: str | Path, *, seed: int = 0) -> TinyPair
 # --- Wan 2.1 image-to-video -----------------------------------------------------------------------------------------
 def _wan_i2v_transformer(size: WanSize) -> Any:
     """A Wan 2.1 I2V transformer: latents + mask + condition in (36 channels), CLIP image tokens cross-attended."""
-    from diffusers import WanTransformer3DModel
-
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=size.heads,
-        attention_head_dim=size.head_dim,
-        in_channels=36,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=size.freq_dim,
-        ffn_dim=size.ffn,
-        num_layers=size.layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        image_dim=CLIP_VISION_DIM,
-        added_kv_proj_dim=size.heads * size.head_dim,
-        rope_max_seq_len=size.rope_max_seq_len,
+    return wan_transformer(
+        size, in_channels=36, image_dim=CLIP_VISION_DIM, added_kv_proj_dim=size.heads * size.head_dim
     )
 
 
@@ -155,7 +112,7 @@ def save_tiny_wan_i2v_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
     with seeded(seed):
         text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
     with seeded(seed):
-        vae = _wan_vae()
+        vae = wan_vae()
     with seeded(seed):
         image_encoder = CLIPVisionModel(
             CLIPVisionConfig(

@@ -27,23 +27,37 @@ TINY_LARGE = WanSize(layers=2, heads=2, head_dim=16, ffn=64)
 TINY_SMALL = WanSize(layers=1, heads=2, head_dim=8, ffn=32)
 
 
-def wan_transformer(size: WanSize) -> Any:
-    """A random-init ``WanTransformer3DModel`` of ``size`` that reads the tiny text encoder's embeddings."""
-    from diffusers import WanTransformer3DModel
+def wan_transformer(size: WanSize, model_class: str = "WanTransformer3DModel", **config: Any) -> Any:
+    """A random-init Wan-layout transformer of ``size`` that reads the tiny text encoder's embeddings.
 
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=size.heads,
-        attention_head_dim=size.head_dim,
-        in_channels=16,
-        out_channels=16,
-        text_dim=TEXT_DIM,
-        freq_dim=size.freq_dim,
-        ffn_dim=size.ffn,
-        num_layers=size.layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=size.rope_max_seq_len,
+    ``model_class``: a diffusers class with Wan's constructor (``SkyReelsV2Transformer3DModel`` too);
+    ``config`` overrides or adds constructor arguments (e.g. ``in_channels=36, image_dim=...`` for I2V).
+    """
+    import diffusers
+
+    arguments: dict[str, Any] = {
+        "patch_size": (1, 2, 2),
+        "num_attention_heads": size.heads,
+        "attention_head_dim": size.head_dim,
+        "in_channels": 16,
+        "out_channels": 16,
+        "text_dim": TEXT_DIM,
+        "freq_dim": size.freq_dim,
+        "ffn_dim": size.ffn,
+        "num_layers": size.layers,
+        "cross_attn_norm": True,
+        "qk_norm": "rms_norm_across_heads",
+        "rope_max_seq_len": size.rope_max_seq_len,
+    }
+    return getattr(diffusers, model_class)(**{**arguments, **config})
+
+
+def wan_vae() -> Any:
+    """The tiny ``AutoencoderKLWan`` of the Wan pairs: 16 latent channels, 8x spatial and 4x temporal compression."""
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
 
 
@@ -67,7 +81,7 @@ def save_wan_pair(
     """
     check_layers("large.layers", large.layers)
     check_layers("small.layers", small.layers)
-    from diffusers import AutoencoderKLWan, WanPipeline
+    from diffusers import WanPipeline
     from transformers import UMT5Config, UMT5EncoderModel
 
     root = Path(directory)
@@ -77,13 +91,7 @@ def save_wan_pair(
     with seeded(seed):
         text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
     with seeded(seed):
-        vae = AutoencoderKLWan(
-            base_dim=3,
-            z_dim=16,
-            dim_mult=[1, 1, 1, 1],
-            num_res_blocks=1,
-            temperal_downsample=[False, True, True],
-        )
+        vae = wan_vae()
     with seeded(seed):
         large_model = wan_transformer(large)
     with seeded(seed + 1):
