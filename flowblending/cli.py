@@ -118,7 +118,11 @@ def inspect(profile: str, steps: int | None) -> None:
     for role, spec in p.models.items():
         params = f"{spec.parameters / 1e9:.2f}B params" if spec.parameters else "params unknown"
         rev = f"@{spec.revision}" if spec.revision else ""
-        click.echo(f"  {role:<10} {spec.id}{rev} [{spec.subfolder or '.'}] {params}")
+        if spec.file is not None:
+            where = f"{spec.id}{rev} file {spec.file} (config {spec.config} [{spec.subfolder or '.'}])"
+        else:
+            where = f"{spec.id}{rev} [{spec.subfolder or '.'}]"
+        click.echo(f"  {role:<10} {where} {params}")
     s = p.setting
     click.echo(
         f"setting: {s.num_inference_steps} steps, {s.scheduler.cls} shift {s.scheduler.flow_shift}, guidance "
@@ -126,7 +130,7 @@ def inspect(profile: str, steps: int | None) -> None:
     )
     click.echo(
         f"schedule {pattern_of(p.schedule)}: "
-        + ", ".join(f"{seg.model} [{seg.start:g}, {seg.end:g})" for seg in p.schedule)
+        + ", ".join(f"{seg.model} [{seg.start:g}, {seg.end:g}){_segment_extras(seg)}" for seg in p.schedule)
     )
     for b in p.boundaries:
         click.echo(f"  switch {b.from_role}->{b.to_role} at {b.fraction:g} = step {b.step}, sigma {b.sigma:.4f}")
@@ -141,6 +145,14 @@ def inspect(profile: str, steps: int | None) -> None:
         premise = p.calibration.get("premise")
         if premise:
             click.echo(f"calibration premise: {premise}")
+
+
+def _segment_extras(seg: Segment) -> str:
+    """`` (4 own steps, guidance 1)`` for a segment with its own steps or guidance, else empty."""
+    extras = ([f"{seg.steps} own steps"] if seg.steps is not None else []) + (
+        [f"guidance {seg.guidance_scale:g}"] if seg.guidance_scale is not None else []
+    )
+    return f" ({', '.join(extras)})" if extras else ""
 
 
 # --- run ------------------------------------------------------------------------------------------------
@@ -164,7 +176,14 @@ def _schedule_override(profile: Profile, pattern: str | None, boundaries: str | 
             )
     elif cuts is None and len(pattern) == len(profile.schedule):
         cuts = [seg.start for seg in profile.schedule[1:]]
-    return segments_from_pattern(pattern, cuts, profile.roles)
+    segments = segments_from_pattern(pattern, cuts, profile.roles)
+    if [s.model for s in segments] == [s.model for s in profile.schedule]:
+        # the profile's roles at new boundaries: each segment keeps its guidance and own step count
+        segments = tuple(
+            Segment(new.model, new.start, new.end, old.guidance_scale, old.steps)
+            for new, old in zip(segments, profile.schedule, strict=True)
+        )
+    return segments
 
 
 def _print_plan(profile: Profile, steps: int, schedule: tuple[Segment, ...]) -> None:
@@ -183,15 +202,34 @@ def _print_plan(profile: Profile, steps: int, schedule: tuple[Segment, ...]) -> 
             f"(class {profile.setting.scheduler.cls!r}): {type(exc).__name__}: {reason}; give a diffusers scheduler "
             "class and a config its from_config accepts."
         ) from None
-    click.echo(f"plan for {plan.num_steps} steps, schedule {pattern_of(plan.schedule)}:")
-    click.echo("  step  role        sigma   timestep")
+    composed = plan.num_steps != plan.base_steps or any(seg.own_steps for seg in plan.segments)
+    over = f" over {plan.base_steps} base steps" if composed else ""
+    click.echo(f"plan for {plan.num_steps} steps{over}, schedule {pattern_of(plan.schedule)}:")
+    click.echo("  step  role        sigma   timestep" + ("  base step" if composed else ""))
     for st in plan.steps:
-        click.echo(f"  {st.step:>4}  {st.role:<10} {st.sigma:7.4f}  {st.timestep:9.2f}")
+        base = f"  {st.base_step:>9}" if composed else ""
+        click.echo(f"  {st.step:>4}  {st.role:<10} {st.sigma:7.4f}  {st.timestep:9.2f}{base}")
+    click.echo("segments:")
+    pipeline_guidance = profile.setting.guidance_scale
+    for seg in plan.segments:
+        kind = "own steps" if seg.own_steps else "steps"
+        sigmas = (
+            f"sigma {seg.sigma_first:.4f} -> {seg.sigma_last:.4f}" if seg.sigma_first is not None else "no steps here"
+        )
+        if seg.guidance_scale is not None:
+            guidance = f"guidance {seg.guidance_scale:g}" + (" (no CFG)" if seg.guidance_scale == 1 else "")
+        else:
+            guidance = f"guidance {pipeline_guidance:g} (pipeline)" if pipeline_guidance is not None else "guidance -"
+        click.echo(
+            f"  {seg.role:<10} [{seg.start:g}, {seg.end:g})  base steps {seg.base_first}-{seg.base_end - 1}: "
+            f"{seg.steps} {kind}, {sigmas}, {guidance}"
+        )
     per_role = ", ".join(f"{r}: {n}" for r, n in plan.steps_per_role.items())
     click.echo(f"steps per role: {per_role}")
+    click.echo(f"NFE: {plan.nfe} transformer steps" + (f" ({plan.base_steps} base steps)" if composed else ""))
     click.echo(
         f"FLOPs: {plan.flops_total / 1e12:,.1f} TFLOPs vs {plan.flops_large_only / 1e12:,.1f} large-only "
-        f"= {plan.flops_ratio:.2%}; predicted speed-up {plan.predicted_speedup:.2f}x"
+        f"= {plan.flops_ratio:.2%} (ratio {plan.flops_ratio:.3f}); predicted speed-up {plan.predicted_speedup:.2f}x"
     )
 
 
@@ -206,7 +244,9 @@ def _resolve_device_dtype(device: str | None, dtype: str) -> tuple[str, Any]:
 
 
 @cli.command()
-@click.option("--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, demo) or path.")
+@click.option(
+    "--profile", "profile_name", required=True, help="Shipped profile name (wan21, ltxv, ltxv-ldl, demo) or path."
+)
 @click.option("--prompt", default=None, help="Text prompt.")
 @click.option(
     "--prompts",

@@ -1,8 +1,10 @@
 """Cost model: FLOPs of a schedule from per-step FLOPs per role, and FLOP counting on the meta device.
 
 Paper Table 2 reports TFLOPs of the DiT blocks per video; with per-step costs ``LLL / N`` and ``SSS / N`` a
-schedule costs ``sum over steps of cost(role)``. :func:`measure_call_flops` counts one transformer call of a
-full-size config on the meta device (no weights, no memory) with ``torch.utils.flop_counter``.
+schedule costs ``sum over steps of cost(role)``. A segment with its own step count (paper section 6(b), Table 3)
+counts the steps it really runs, against large-only over the N base steps: LDL is 20 L + 4 D against 40 L.
+:func:`measure_call_flops` counts one transformer call of a full-size config on the meta device (no weights, no
+memory) with ``torch.utils.flop_counter``.
 """
 
 from __future__ import annotations
@@ -19,8 +21,15 @@ def schedule_cost(
     flops_per_step: Mapping[str, float],
     reference_role: str = "large",
     source: str = "",
+    num_steps: int | None = None,
 ) -> Cost:
-    """Total FLOPs of a per-step plan and its ratio to running ``reference_role`` at every step (Table 2)."""
+    """Total FLOPs of a per-step plan and its ratio to ``reference_role`` at every base step (Tables 2 and 3).
+
+    ``plan``: the role of every step the run takes (:func:`flowblending.schedule.run_roles`); ``num_steps``: the
+    base step count large-only runs (default ``len(plan)``; LDL: 24 steps run against 40 base steps).
+    ``flops_per_step[role]`` is one step as the schedule runs that role: a role whose segments run with
+    ``guidance_scale`` 1 computes no unconditional branch, so its step is one conditional pass.
+    """
     if not plan:
         raise ValueError("plan is empty; give the role of every step (see flowblending.schedule.plan_steps).")
     missing = sorted({r for r in [*plan, reference_role] if r not in flops_per_step})
@@ -28,9 +37,12 @@ def schedule_cost(
         raise ValueError(
             f"flops_per_step has no entry for role(s) {', '.join(missing)}; give FLOPs per step for every role used."
         )
+    base = len(plan) if num_steps is None else num_steps
+    if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+        raise ValueError(f"num_steps must be a positive integer (the base step count), got {num_steps!r}.")
     counts = count_steps(plan)
     total = sum(flops_per_step[r] * n for r, n in counts.items())
-    large_only = flops_per_step[reference_role] * len(plan)
+    large_only = flops_per_step[reference_role] * base
     ratio = total / large_only
     return Cost(
         flops_per_step={r: float(flops_per_step[r]) for r in flops_per_step},

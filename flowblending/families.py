@@ -13,8 +13,9 @@ weights are loaded.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import FlowBlendingError
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_pipeline",
     "family_of",
     "markdown_table",
+    "schedule_argument",
 ]
 
 CfgCall = Literal["separate", "batched"]
@@ -42,7 +44,9 @@ class Family:
     ``cfg_call``: ``"separate"`` = one call for the conditional and one for the unconditional branch per step,
     ``"batched"`` = one call on the concatenated batch. ``custom_schedule``: which of ``timesteps=`` and
     ``sigmas=`` the pipeline's ``__call__`` accepts (``"none"``: only the scheduler can be given sigmas).
-    ``tests``: the test files that run its tiny offline pipelines through FlowBlending.
+    ``builds_sigmas``: pipelines of the family whose ``__call__`` lists ``timesteps=`` but always builds sigmas
+    too, so that passing ``timesteps`` raises. ``tests``: the test files that run its tiny offline pipelines
+    through FlowBlending. ``status_note``: what the status covers exactly, shown with it in the table.
     """
 
     key: str
@@ -58,9 +62,11 @@ class Family:
     custom_schedule: Literal["timesteps", "sigmas", "both", "none"]
     decode: str
     status: Status
+    status_note: str = ""
     tests: tuple[str, ...] = ()
     caveats: tuple[str, ...] = ()
     refusal: str | None = None
+    builds_sigmas: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.status == "refused") != (self.refusal is not None):
@@ -75,15 +81,10 @@ FAMILIES: dict[str, Family] = {
     for f in (
         Family(
             key="wan21",
-            title="Wan 2.1 T2V / I2V / VACE",
-            pipelines=("WanPipeline", "WanImageToVideoPipeline", "WanVACEPipeline"),
+            title="Wan 2.1 T2V / I2V",
+            pipelines=("WanPipeline", "WanImageToVideoPipeline"),
             transformer_class="WanTransformer3DModel",
-            sizes=(
-                "Wan-AI/Wan2.1-T2V-14B-Diffusers",
-                "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-                "Wan-AI/Wan2.1-VACE-14B-diffusers",
-                "Wan-AI/Wan2.1-VACE-1.3B-diffusers",
-            ),
+            sizes=("Wan-AI/Wan2.1-T2V-14B-Diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"),
             media="video",
             cfg_call="separate",
             cfg_formula=_WAN_CFG,
@@ -96,8 +97,38 @@ FAMILIES: dict[str, Family] = {
             caveats=(
                 "diffusers 0.42.1 calls ftfy unguarded in WanImageToVideoPipeline: pip install ftfy",
                 "I2V needs the CLIP image encoder of the repository in both roles' pipeline (it is shared)",
-                "VACE is not tested with tiny models; it passes control_hidden_states to both roles, so the small "
-                "model must be a VACE model too",
+            ),
+        ),
+        Family(
+            key="wan21-vace",
+            title="Wan 2.1 VACE",
+            pipelines=("WanVACEPipeline",),
+            transformer_class="WanVACETransformer3DModel",
+            sizes=("Wan-AI/Wan2.1-VACE-14B-diffusers", "Wan-AI/Wan2.1-VACE-1.3B-diffusers"),
+            media="video",
+            cfg_call="separate",
+            cfg_formula=_WAN_CFG,
+            step_argument=(
+                "timestep (one per sample); every call also gets control_hidden_states (96 channels: the video's "
+                "inactive and reactive latents and the mask) and control_hidden_states_scale (one per VACE layer)"
+            ),
+            sigmas="UniPC flow matching, flow shift 3 (480p) / 5 (720p)",
+            custom_schedule="none",
+            decode=_WAN_VAE,
+            status="tested",
+            status_note=(
+                "tiny pairs with as many VACE layers; the 14B + 1.3B pair (8 vs 15 VACE layers) is refused until the "
+                "router gives each role a conditioning_scale of its own length"
+            ),
+            tests=("tests/test_families.py", "tests/test_vace.py"),
+            caveats=(
+                "WanVACEPipeline sizes conditioning_scale by pipe.transformer.config.vace_layers (the large role's) "
+                "and a VACE transformer raises on a scale of another length: the pair check refuses models whose "
+                "vace_layers counts differ, which the real 14B (8) and 1.3B (15) do",
+                "both roles get the same control latents, so the small model must be a VACE model too (the pair "
+                "check compares vace_in_channels)",
+                "without video and mask the pipeline conditions on a zero video under an all-ones mask (text to video)",
+                "diffusers 0.42.1 calls ftfy unguarded in WanVACEPipeline: pip install ftfy",
             ),
         ),
         Family(
@@ -190,6 +221,7 @@ FAMILIES: dict[str, Family] = {
                 "LTXPipeline and LTXImageToVideoPipeline always build sigmas: passing timesteps= raises; route the "
                 "shipped ltxv profile there by sigma (--routing sigma)",
             ),
+            builds_sigmas=("LTXPipeline", "LTXImageToVideoPipeline"),
         ),
         Family(
             key="cosmos-predict2",
@@ -204,16 +236,30 @@ FAMILIES: dict[str, Family] = {
             ),
             media="video",
             cfg_call="separate",
-            cfg_formula="cond + g (cond - uncond)",
-            step_argument="timestep = sigma-conditioned, preconditioned output turned into a velocity",
-            sigmas="FlowMatchEuler with Karras sigmas (sigma_max 80)",
+            cfg_formula="cond + g (cond - uncond), on the x0 predictions (no CFG at g <= 1)",
+            step_argument=(
+                "timestep t = sigma / (sigma + 1): one per latent frame for Video2World (the conditioning frame's "
+                "near 0), one per sample for Text2Image; the pipeline turns the raw output F into "
+                "x0 = (1 - t) x - t F, then into a velocity (x - x0) / sigma, outside the transformer"
+            ),
+            sigmas=(
+                "FlowMatchEuler with Karras sigmas from sigma_max 80 to sigma_min 0.002 (the pipeline sets them and "
+                "repeats the last); timesteps = 1000 sigma"
+            ),
             custom_schedule="none",
             decode=_WAN_VAE,
-            status="untested",
+            status="tested",
+            status_note="tiny, with stand-ins for the guardrail and torchvision's resize",
+            tests=("tests/test_families.py", "tests/test_cosmos.py"),
             caveats=(
-                "not tested here: the pipelines construct CosmosSafetyChecker, which needs cosmos_guardrail, and "
-                "refuse safety_checker=None",
-                "CosmosTransformer3DModel needs torchvision (it resizes its padding mask)",
+                "real use needs cosmos_guardrail (the pipelines build CosmosSafetyChecker when given none and refuse "
+                "to run without one) and torchvision (CosmosTransformer3DModel resizes its padding mask with it); "
+                "the tiny tests run with test-only stand-ins (flowblending.testing.families.cosmos_stand_ins)",
+                "Video2World needs a conditioning image: calibrate with --images, run with --image",
+                "no cache_context: per-segment guidance_scale is refused, except 1, which is not honoured yet (the "
+                "pipeline's CFG still runs)",
+                "the divergence the calibrator measures is on the raw transformer output F, not on the velocity",
+                "the safety checker gets the decoded frames as uint8: outputs are multiples of 1/255",
             ),
         ),
         Family(
@@ -302,6 +348,52 @@ def check_pipeline(pipeline_class: str, where: str = "pipeline") -> None:
         raise UnsupportedPipelineError(f"{where} {pipeline_class} cannot be blended: {family.refusal}.")
 
 
+ScheduleArgument = Literal["timesteps", "sigmas", "scheduler"]
+
+
+def schedule_argument(pipeline: Any) -> ScheduleArgument:
+    """How a run's own list of noise levels reaches ``pipeline`` (a schedule whose segments run their own steps).
+
+    ``"timesteps"``: its ``__call__`` takes ``timesteps=`` and builds no sigmas of its own (LTXConditionPipeline);
+    ``"sigmas"``: its ``__call__`` takes ``sigmas=``; ``"scheduler"``: neither, but ``scheduler.set_timesteps``
+    takes ``sigmas`` (Wan, LTXPipeline, LTXImageToVideoPipeline). Known families follow the table
+    (``custom_schedule``, ``builds_sigmas``); other pipelines are read from their signature, ``sigmas=`` first.
+    Anything else raises UnsupportedPipelineError in one line naming the pipeline and scheduler classes.
+    """
+    name = type(pipeline).__name__
+    try:
+        params = set(inspect.signature(type(pipeline).__call__).parameters)
+    except (TypeError, ValueError):
+        params = set()
+    family = family_of(name)
+    if family is not None:
+        if (
+            family.custom_schedule in ("timesteps", "both")
+            and name not in family.builds_sigmas
+            and "timesteps" in params
+        ):
+            return "timesteps"
+        if family.custom_schedule in ("sigmas", "both") and "sigmas" in params:
+            return "sigmas"
+    elif "sigmas" in params:
+        return "sigmas"
+    scheduler = getattr(pipeline, "scheduler", None)
+    set_timesteps = getattr(scheduler, "set_timesteps", None)
+    try:
+        takes_sigmas = set_timesteps is not None and "sigmas" in inspect.signature(set_timesteps).parameters
+    except (TypeError, ValueError):
+        takes_sigmas = False
+    if takes_sigmas:
+        return "scheduler"
+    raise UnsupportedPipelineError(
+        f"{name} takes neither timesteps= nor sigmas= (or builds its own sigmas) and its scheduler "
+        f"{type(scheduler).__name__}.set_timesteps takes no sigmas, so a schedule whose segments run their own steps "
+        "cannot give it their noise levels; use a scheduler whose set_timesteps takes sigmas "
+        "(FlowMatchEulerDiscreteScheduler, or UniPCMultistepScheduler with use_flow_sigmas) or a schedule without "
+        "segment steps."
+    )
+
+
 def markdown_table() -> str:
     """The families as the Markdown table of docs/models.md (one row per family)."""
     rows = [
@@ -311,6 +403,8 @@ def markdown_table() -> str:
     for f in FAMILIES.values():
         tested = ", ".join(f"`{t}`" for t in f.tests) if f.tests else "-"
         status = f"refused: {f.refusal}" if f.refusal else f.status
+        if f.status_note:
+            status += f" ({f.status_note})"
         rows.append(
             f"| {f.title} | {', '.join(f'`{p}`' for p in f.pipelines)} | {', '.join(f'`{s}`' for s in f.sizes)} "
             f"| {f.cfg_call} | {f.custom_schedule} | {status} | {tested} |"

@@ -25,7 +25,7 @@ import torch
 from .errors import FlowBlendingError, IncompatibleModelsError, ModelNotAvailableError
 from .experts import ExpertPair, base_transformer, install_transformer, single_model
 from .families import check_pipeline
-from .profile import ModelSpec, Profile, load_profile
+from .profile import ModelSpec, Profile, load_profile, resolve_model_location
 from .router import Routing, RoutingTransformer
 from .schedule import Segment
 
@@ -60,11 +60,13 @@ COMPATIBILITY_FIELDS = (
     "patch_size",
     "patch_size_t",
     "text_dim",
+    "text_embed_dim",
     "caption_channels",
     "image_dim",
     "pos_embed_seq_len",
     "joint_attention_dim",
     "pooled_projection_dim",
+    "vace_in_channels",
 )
 
 
@@ -95,6 +97,14 @@ def check_compatible(base: Any, other: Any, base_role: str = "large", other_role
                 f"transformers of roles {base_role!r} and {other_role!r} differ in config field {name!r}: "
                 f"{a!r} vs {b!r}; they cannot share latents and text embeddings. Use a pair of the same family."
             )
+    a, b = base_cfg.get("vace_layers"), other_cfg.get("vace_layers")
+    if a is not None and b is not None and len(a) != len(b):
+        raise IncompatibleModelsError(
+            f"transformers of roles {base_role!r} and {other_role!r} differ in the number of VACE layers (config "
+            f"field 'vace_layers'): {len(a)} vs {len(b)}; WanVACEPipeline sizes conditioning_scale by the "
+            f"{base_role!r} model's vace_layers and a VACE transformer refuses a scale of another length, so this pair "
+            "cannot be blended yet. Use two VACE models with as many vace_layers."
+        )
 
 
 def _dtype_kwargs(torch_dtype: torch.dtype | None) -> dict[str, Any]:
@@ -216,8 +226,9 @@ def load_transformer(
 ) -> Any:
     """Load one role's transformer with ``from_pretrained`` (hub id or local path, subfolder, revision).
 
-    Only safetensors weights are read unless ``allow_pickle=True``; a model with only pickle weights raises
-    PickleWeightsError.
+    A role with ``file`` (format version 2) is one checkpoint file, loaded with ``from_single_file`` and the config
+    of ``config``/``subfolder`` (:func:`load_single_file_transformer`). Only safetensors weights are read unless
+    ``allow_pickle=True``; a model with only pickle weights raises PickleWeightsError.
     """
     profile = load_profile(profile)
     if role not in profile.models:
@@ -232,6 +243,10 @@ def load_transformer(
                 f"profile {profile.name!r} gives no transformer_class for role {role!r}; add it to models.{role}."
             )
         cls = type(like)
+    if spec.file is not None:
+        return load_single_file_transformer(
+            cls, spec, role, torch_dtype=torch_dtype, local_files_only=local_files_only, allow_pickle=allow_pickle
+        )
     kwargs: dict[str, Any] = {"revision": spec.revision, **_dtype_kwargs(torch_dtype), **_safe_kwargs(allow_pickle)}
     if spec.subfolder:
         kwargs["subfolder"] = spec.subfolder
@@ -242,6 +257,83 @@ def load_transformer(
             model = cls.from_pretrained(spec.location, **kwargs)
     except OSError as exc:
         raise _not_available(spec, role, exc) from exc
+    return model.eval()
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    """The first line of an exception's message, at most ``limit`` characters, without a closing period."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit].rstrip(".")
+
+
+def single_file_source(spec: ModelSpec) -> str:
+    """Where ``from_single_file`` reads a role's ``file``: the path in a local folder ``id``, else its Hub URL."""
+    location = spec.location
+    if os.path.isdir(location):
+        return os.path.join(location, spec.file)
+    if os.path.isabs(location) or spec.id.startswith((".", "package://")):
+        return os.path.join(location, spec.file)  # a local folder that is missing: reported as not available
+    return f"https://huggingface.co/{spec.id}/blob/main/{spec.file}"  # the revision goes in revision=
+
+
+def load_single_file_transformer(
+    cls: Any,
+    spec: ModelSpec,
+    role: str,
+    *,
+    torch_dtype: torch.dtype | None = None,
+    local_files_only: bool | None = None,
+    allow_pickle: bool = False,
+) -> Any:
+    """One role's transformer from a single checkpoint file: ``cls.from_single_file(file, config=..., subfolder=...)``.
+
+    diffusers converts the original key layout (LTX-Video's ``model.diffusion_model.patchify_proj...``) and reads
+    the architecture from ``spec.config`` (a diffusers repository or folder) at ``spec.subfolder``, so no default
+    config is fetched. Only ``.safetensors`` files are read unless ``allow_pickle=True``.
+    """
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
+
+    _safe_kwargs(allow_pickle)
+    where = f" (revision {spec.revision})" if spec.revision else ""
+    if not str(spec.file).lower().endswith(".safetensors") and not allow_pickle:
+        raise PickleWeightsError(
+            f"refusing to load the {role!r} model file {spec.file!r} of {spec.id!r}{where}: it is not a .safetensors "
+            f"file, and unpickling can run arbitrary code; {_PICKLE_OPT_IN}."
+        )
+    if not hasattr(cls, "from_single_file"):
+        raise FlowBlendingError(
+            f"models.{role}.file: diffusers cannot load a {cls.__name__} from a single file (no from_single_file); "
+            "convert the checkpoint to diffusers layout and give its folder as id without file."
+        )
+    source = single_file_source(spec)
+    local = not source.startswith("https://")
+    if local and not os.path.isfile(source):
+        raise ModelNotAvailableError(
+            f"cannot load the {role!r} model: the file {source} does not exist; check models.{role}.id and file."
+        )
+    config = resolve_model_location(spec.config)
+    kwargs: dict[str, Any] = {"config": config, "subfolder": spec.subfolder, **_dtype_kwargs(torch_dtype)}
+    if spec.revision:
+        kwargs["revision"] = spec.revision
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    try:
+        with _quiet_fetch_errors():
+            model = cls.from_single_file(source, **kwargs)
+    except OSError as exc:
+        mode = "offline mode (HF_HUB_OFFLINE=1)" if _offline() else "local_files_only or no network"
+        raise ModelNotAvailableError(
+            f"cannot load the {role!r} model file {spec.file!r} of {spec.id!r}{where} with the config of "
+            f"{spec.config!r} ({spec.subfolder or '.'}): it is not in the local Hugging Face cache and cannot be "
+            f"downloaded ({mode}): {type(exc).__name__}: {_first_line(exc, 160)}. Fetch "
+            f"them first (`huggingface-cli download {spec.id} {spec.file}` and `huggingface-cli download "
+            f"{spec.config}`), or point models.{role} at local copies."
+        ) from exc
+    except (ValueError, KeyError, RuntimeError, TypeError, SingleFileComponentError) as exc:
+        raise ModelNotAvailableError(
+            f"cannot load the {role!r} model from the single file {source} with the config of {spec.config!r}: "
+            f"{type(exc).__name__}: {_first_line(exc, 200)}; check that the file holds a {cls.__name__} "
+            "checkpoint of that architecture."
+        ) from exc
     return model.eval()
 
 
@@ -333,7 +425,8 @@ def _warn_if_other_model(model: Any, spec: ModelSpec, role: str) -> None:
     norm = loaded.rstrip("/")
     if spec.subfolder and norm.endswith("/" + spec.subfolder):
         norm = norm[: -len(spec.subfolder) - 1]
-    expected = spec.location.rstrip("/")
+    # a single-file model records where its config came from
+    expected = (resolve_model_location(spec.config) if spec.file is not None else spec.location).rstrip("/")
     if norm != expected and not norm.endswith(expected) and not expected.endswith(norm):
         warnings.warn(
             f"role {role!r}: the profile was calibrated on {spec.id!r} but the model given was loaded from "
@@ -370,6 +463,12 @@ def load_pipeline(
     profile = load_profile(profile)
     check_pipeline(profile.pipeline_class, f"profile {profile.name!r} names pipeline")
     spec = profile.models[profile.base_role]
+    if spec.file is not None:
+        raise FlowBlendingError(
+            f"models.{profile.base_role}.file: the base role {profile.base_role!r} supplies the pipeline (text "
+            "encoder, VAE, scheduler), which a single transformer file does not hold; give the base role a diffusers "
+            "pipeline repository and use file for the other roles."
+        )
     cls = _pipeline_class(profile.pipeline_class)
     kwargs: dict[str, Any] = {
         "revision": spec.revision,

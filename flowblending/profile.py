@@ -1,8 +1,11 @@
-"""Profile format v1: dataclasses, loading (shipped name or path), validation and atomic saving.
+"""Profile format (versions 1 and 2): dataclasses, loading (shipped name or path), validation and atomic saving.
 
 A profile is data, never code: JSON validated against ``schema/profile.schema.json`` (draft 2020-12),
 then checked in code for what a schema cannot express (contiguous segments, roles that exist, boundaries and
 costs that agree with the schedule). Every problem is reported as ``$.json.path: message``.
+
+Version 2 adds fields (:data:`V2_FIELDS`); a profile that uses none of them is written as version 1, so every
+version 1 reader still reads it, and a version 1 profile that uses one is refused with the field's path.
 """
 
 from __future__ import annotations
@@ -21,20 +24,31 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ProfileError
-from .schedule import Segment, check_segments, first_step, plan_steps
+from .schedule import Segment, check_segments, first_step, own_steps_errors, run_roles
 
-SCHEMA_VERSION = 1
+#: The newest profile format version this flowblending reads (it reads 1 and 2).
+SCHEMA_VERSION = 2
+
+#: Fields that need format version 2, as (where, field): a segment's own step count and a single-file model.
+V2_FIELDS = (("schedule[*]", "steps"), ("models.*", "file"), ("models.*", "config"))
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where one role's transformer comes from."""
+    """Where one role's transformer comes from.
+
+    ``file`` (format version 2): the transformer is one checkpoint file in ``id`` (a Hub repository or a local
+    folder; ``revision`` is that repository's), loaded with ``from_single_file``; its diffusers config is read from
+    ``config`` (a diffusers repository or local folder) at ``subfolder``.
+    """
 
     id: str
     revision: str | None = None
     subfolder: str | None = "transformer"
     transformer_class: str | None = None
     parameters: int | None = None
+    file: str | None = None
+    config: str | None = None
 
     @property
     def location(self) -> str:
@@ -47,6 +61,10 @@ class ModelSpec:
         if self.transformer_class is not None:
             out["transformer_class"] = self.transformer_class
         out["parameters"] = self.parameters
+        if self.file is not None:
+            out["file"] = self.file
+        if self.config is not None:
+            out["config"] = self.config
         return out
 
 
@@ -195,11 +213,19 @@ class Profile:
         return tuple(self.models)
 
     def plan(self, num_steps: int | None = None) -> tuple[str, ...]:
-        """Role per step for ``num_steps`` (default: the calibration step count)."""
-        return plan_steps(self.schedule, num_steps or self.setting.num_inference_steps)
+        """Role of every step a run of ``num_steps`` base steps takes (default: the calibration step count)."""
+        return run_roles(self.schedule, num_steps or self.setting.num_inference_steps)
+
+    @property
+    def format_version(self) -> int:
+        """1, or 2 when the profile uses a version 2 field (a segment's ``steps``, a model's ``file``/``config``)."""
+        uses_v2 = any(s.steps is not None for s in self.schedule) or any(
+            m.file is not None or m.config is not None for m in self.models.values()
+        )
+        return 2 if uses_v2 else 1
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": self.name}
+        out: dict[str, Any] = {"schema_version": self.format_version, "name": self.name}
         if self.description:
             out["description"] = self.description
         out["pipeline"] = {
@@ -234,6 +260,8 @@ class Profile:
                 subfolder=m.get("subfolder", "transformer"),
                 transformer_class=m.get("transformer_class"),
                 parameters=m.get("parameters"),
+                file=m.get("file"),
+                config=m.get("config"),
             )
             for role, m in data["models"].items()
         }
@@ -287,7 +315,23 @@ class Profile:
 
 
 def _segment(d: Mapping[str, Any]) -> Segment:
-    return Segment(d["model"], d["start"], d["end"], d.get("guidance_scale"))
+    return Segment(d["model"], d["start"], d["end"], d.get("guidance_scale"), d.get("steps"))
+
+
+def _v2_field_paths(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(JSON path, field) of every version 2 field in a profile dict of any shape (nothing assumed valid)."""
+    found = []
+    schedule = data.get("schedule")
+    if isinstance(schedule, list):
+        for i, seg in enumerate(schedule):
+            if isinstance(seg, dict) and "steps" in seg:
+                found.append((f"$.schedule[{i}].steps", "steps"))
+    models = data.get("models")
+    if isinstance(models, dict):
+        for role, spec in models.items():
+            if isinstance(spec, dict):
+                found += [(f"$.models{_key_part(role)}.{key}", key) for key in ("file", "config") if key in spec]
+    return found
 
 
 @cache
@@ -507,6 +551,14 @@ def _checked(data: Any) -> tuple[dict | None, list[str]]:
             f"$.schema_version: this profile uses format version {version:g}, newer than the version "
             f"{SCHEMA_VERSION} this flowblending {__version__} reads; upgrade with `pip install -U flowblending`."
         ]
+    if isinstance(version, int | float) and not isinstance(version, bool) and version == 1:
+        v2 = _v2_field_paths(data)
+        if v2:
+            return None, [
+                f"{path}: '{name}' is a format version 2 field but the profile says \"schema_version\": 1; set "
+                '"schema_version": 2 (version 1 readers do not know it).'
+                for path, name in v2
+            ]
     schema_errors = sorted(_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if schema_errors:
         return None, [_schema_message(e) for e in schema_errors]
@@ -536,6 +588,9 @@ def _semantic_errors(data: dict) -> list[str]:
     if errors:
         return errors
     steps = data["setting"]["num_inference_steps"]
+    errors += own_steps_errors(segments, steps)
+    if errors:
+        return errors
     bounds = data["boundaries"]
     if len(bounds) != len(segments) - 1:
         errors.append(
@@ -566,7 +621,7 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     for role in cost["flops_per_step"]:
         if role not in roles:
             errors.append(f"$.cost.flops_per_step.{role}: unknown role; known roles: {', '.join(sorted(roles))}.")
-    plan = plan_steps(segments, steps)
+    plan = run_roles(segments, steps)
     needed = sorted(set(plan) | ({ref} if ref in roles else set()))
     for role in needed:
         if role not in cost["flops_per_step"]:
@@ -581,7 +636,7 @@ def _cost_errors(cost: dict, segments: list[Segment], steps: int, roles: list[st
     total = sum(float(cost["flops_per_step"][r]) * n for r, n in counts.items() if n)
     if not math.isclose(total, cost["flops_total"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_total: {cost['flops_total']:.6g} but the schedule costs {total:.6g}.")
-    large_only = float(cost["flops_per_step"][ref]) * steps
+    large_only = float(cost["flops_per_step"][ref]) * steps  # N base steps, also when segments run their own
     if not math.isclose(large_only, cost["flops_large_only"], rel_tol=1e-6):
         errors.append(f"$.cost.flops_large_only: {cost['flops_large_only']:.6g} but {ref}-only costs {large_only:.6g}.")
     return errors

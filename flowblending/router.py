@@ -12,6 +12,13 @@ For diffusers' cache hooks each *stretch* (the maximal run of consecutive steps 
 its own: the role's stateful hooks are reset when a stretch starts, and the cache context the pipeline passes is
 given to the running model with ``step_index`` counted from the stretch's first step and ``num_inference_steps``
 set to the stretch's length (docs/acceleration.md).
+
+A schedule whose segments run their own step count (``Segment.steps``, paper section 6(b)) needs the pipeline to
+run the composed noise levels; :func:`flowblending.generate.composed_call` passes them and tells the router the
+segment of each run step (:meth:`RoutingTransformer.expect_run`), which the router checks against the scheduler.
+A segment with ``guidance_scale`` 1 computes no unconditional branch while the pipeline runs CFG: LTX's batched
+[uncond, cond] call runs the model on the cond half only and returns it for both halves, Wan's uncond call is
+answered with the step's cond output without calling the model; CFG then gives exactly the cond prediction.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import FlowBlendingError
-from .schedule import Segment, plan_by_sigma, plan_segments
+from .schedule import Segment, has_own_steps, plan_by_sigma, plan_segments
 
 Routing = Literal["fraction", "sigma"]
 
@@ -38,15 +45,26 @@ StretchCallback = Callable[[str, torch.nn.Module, int, int, int], None]
 
 @dataclass
 class RunCounters:
-    """Per-run counters: transformer calls and distinct steps per role, and the role of every step."""
+    """Per-run counters: transformer calls and distinct steps per role, and the role of every step.
+
+    ``uncond_skipped``: per role, the unconditional branches not computed because the segment runs with
+    ``guidance_scale`` 1 (one per step: LTX's half batch, Wan's uncond call, which is then not in ``calls``).
+    """
 
     num_steps: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
     step_roles: dict[int, str] = field(default_factory=dict)
+    uncond_skipped: dict[str, int] = field(default_factory=dict)
 
     def record(self, step: int, role: str) -> None:
         self.calls[role] = self.calls.get(role, 0) + 1
+        if step not in self.step_roles:
+            self.step_roles[step] = role
+            self.steps[role] = self.steps.get(role, 0) + 1
+
+    def record_skip(self, step: int, role: str) -> None:
+        self.uncond_skipped[role] = self.uncond_skipped.get(role, 0) + 1
         if step not in self.step_roles:
             self.step_roles[step] = role
             self.steps[role] = self.steps.get(role, 0) + 1
@@ -93,6 +111,11 @@ class RoutingTransformer(ModelMixin):
                 "routing='sigma' needs one boundary sigma per switch (the profile's boundaries[*].sigma); "
                 f"got {boundary_sigmas!r} for {len(schedule)} segments."
             )
+        if routing == "sigma" and has_own_steps(schedule):
+            raise FlowBlendingError(
+                "routing='sigma' cannot route a schedule whose segments run their own steps (segment steps): the run's "
+                "noise levels are composed from the schedule itself; use routing='fraction' (--routing fraction)."
+            )
         ordered = {base_role: models[base_role], **{k: v for k, v in models.items() if k != base_role}}
         self.roles = torch.nn.ModuleDict(ordered)
         self.base_role = base_role
@@ -109,11 +132,14 @@ class RoutingTransformer(ModelMixin):
         self._active_stretch: int | None = None
         self.stretch_callbacks: dict[str, StretchCallback] = {}
         self._pending_cond: tuple[int, torch.Tensor] | None = None
+        self._pending_out: tuple[int, Any] | None = None
         self._dtypes: dict[str, torch.dtype] = {}
         # for schedulers without step_index: the run's timesteps as floats, the last step and its timestep object
         self._timestep_values: tuple[float, ...] = ()
         self._last_step = -1
         self._last_timestep: torch.Tensor | None = None
+        # a composed run (own-steps segments): the segment of each run step and the noise levels it must have
+        self._expected: tuple[tuple[int, ...], tuple[float, ...] | None] | None = None
         self.counters = RunCounters()
 
     def __getattr__(self, name: str) -> Any:
@@ -181,6 +207,23 @@ class RoutingTransformer(ModelMixin):
         """Remember the pipeline (weakly) to read its scheduler's step index and guidance scale on each call."""
         self._pipeline_ref = weakref.ref(pipeline)
 
+    def expect_run(self, segments: Sequence[int] | None, sigmas: Sequence[float] | None = None) -> None:
+        """Plan the next runs by these segment indices per run step (a composed run), or by fraction again (None).
+
+        ``sigmas``: the noise level each run step must start from; the router refuses a run whose scheduler made
+        other ones (it would route the right model at the wrong noise level).
+        """
+        if segments is None:
+            self._expected = None
+            return
+        segments = tuple(int(k) for k in segments)
+        if any(not 0 <= k < len(self.schedule) for k in segments):
+            raise FlowBlendingError(
+                f"expect_run got segment indices {segments} for a {len(self.schedule)}-segment schedule."
+            )
+        self._expected = (segments, None if sigmas is None else tuple(float(x) for x in sigmas))
+        self._run_timesteps = None  # the next call starts a new run
+
     def _pipeline(self) -> Any:
         pipe = self._pipeline_ref() if self._pipeline_ref is not None else None
         if pipe is None:
@@ -245,7 +288,15 @@ class RoutingTransformer(ModelMixin):
 
     def _start_run(self, scheduler: Any, timesteps: torch.Tensor) -> None:
         n = len(timesteps)
-        if self.routing == "sigma":
+        if self._expected is not None:
+            self._plan = self._composed_plan(scheduler, n)
+        elif has_own_steps(self.schedule):
+            raise FlowBlendingError(
+                "this schedule has segments that run their own steps (segment steps), so the pipeline must run the "
+                "composed noise levels; generate with flowblending.generate.generate(pipe, profile, ...) or call the "
+                "pipeline inside flowblending.generate.composed_call(pipe, profile, kwargs)."
+            )
+        elif self.routing == "sigma":
             if getattr(scheduler, "sigmas", None) is None:
                 raise FlowBlendingError(
                     f"routing='sigma' needs the scheduler's sigmas, but {type(scheduler).__name__} has none; "
@@ -258,12 +309,36 @@ class RoutingTransformer(ModelMixin):
         self._stretches = _stretches(tuple(self.schedule[k].model for k in self._plan))
         self._active_stretch = None
         self._run_timesteps = timesteps
-        self._pending_cond = None
+        self._pending_cond = self._pending_out = None
         self._last_step, self._last_timestep = -1, None
         self._timestep_values = () if hasattr(scheduler, "step_index") else tuple(float(t) for t in timesteps)
         # ModelMixin.dtype walks every module: read it once per run (pipe.to() between runs is picked up)
         self._dtypes = {role: model.dtype for role, model in self.roles.items()}
         self.counters = RunCounters(num_steps=n)
+
+    def _composed_plan(self, scheduler: Any, n: int) -> tuple[int, ...]:
+        """The expected segment per run step, once the scheduler's step count and noise levels are checked."""
+        segments, sigmas = self._expected
+        name = type(scheduler).__name__
+        if n != len(segments):
+            raise FlowBlendingError(
+                f"the pipeline runs {n} steps but the composed schedule has {len(segments)}; pass the composed noise "
+                "levels with flowblending.generate.composed_call and do not override num_inference_steps or timesteps."
+            )
+        if sigmas is not None:
+            got = getattr(scheduler, "sigmas", None)
+            if got is not None:
+                got = [float(x) for x in got[:n]]
+                worst = max(abs(a - b) for a, b in zip(got, sigmas, strict=True))
+                if worst > 1e-5:
+                    i = next(i for i, (a, b) in enumerate(zip(got, sigmas, strict=True)) if abs(a - b) > 1e-5)
+                    raise FlowBlendingError(
+                        f"scheduler {name} made noise level {got[i]:.6g} at run step {i} where the composed schedule "
+                        f"has {sigmas[i]:.6g} (its config transforms the sigmas it is given: flow shift, dynamic "
+                        "shifting, shift_terminal or karras sigmas); run this schedule with a scheduler that keeps "
+                        "them, e.g. FlowMatchEulerDiscreteScheduler with shift 1 and no dynamic shifting."
+                    )
+        return segments
 
     # --- the call -------------------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -273,6 +348,21 @@ class RoutingTransformer(ModelMixin):
         start, length = self._stretches[step]
         if start != self._active_stretch:
             self._enter_stretch(segment.model, model, start, length)
+        known_call = self._call_name in ("cond", "uncond", "cond_uncond")
+        cond_only = segment.guidance_scale == 1.0 and known_call and self._cfg_active()
+        if cond_only and self._call_name == "uncond":
+            pending = self._pending_out
+            if pending is None or pending[0] != step:
+                raise FlowBlendingError(
+                    f"step {step}: the pipeline made its uncond call before the cond call; guidance_scale 1 answers "
+                    "the uncond call with the cond output, so it needs the cond call first (as in Wan pipelines)."
+                )
+            self._pending_out = None  # Wan: CFG of u = c is c; the model is not called for the uncond branch
+            self.counters.record_skip(step, segment.model)
+            return pending[1]
+        halves = cond_only and self._call_name == "cond_uncond"
+        if halves:
+            args, kwargs = _cond_half(args, kwargs)
         args, kwargs = cast_inputs(args, kwargs, self._dtypes[segment.model])
         if self._call_name is not None and hasattr(model, "cache_context"):
             context = dict(self._call_context)
@@ -287,12 +377,26 @@ class RoutingTransformer(ModelMixin):
         self.counters.record(step, segment.model)
         sample = out[0] if isinstance(out, tuple) else out.sample
         sample = sample.to(self._dtypes[self.base_role])
-        if segment.guidance_scale is not None:
+        if halves:  # LTX: the cond prediction stands for both halves of the batched [uncond, cond] call
+            self.counters.record_skip(step, segment.model)
+            sample = torch.cat([sample, sample])
+        elif segment.guidance_scale is not None and not cond_only:
             sample = self._guide(step, sample, segment.guidance_scale)
         if isinstance(out, tuple):
-            return (sample, *out[1:])
-        out.sample = sample
+            out = (sample, *out[1:])
+        else:
+            out.sample = sample
+        if cond_only and self._call_name == "cond":  # Wan: the step's uncond call gets this output
+            self._pending_out = (step, out)
         return out
+
+    def _cfg_active(self) -> bool:
+        """Whether the pipeline runs classifier-free guidance now (both branches), as its own property says."""
+        pipe = self._pipeline()
+        active = getattr(pipe, "do_classifier_free_guidance", None)
+        if active is None:
+            return float(getattr(pipe, "guidance_scale", 1.0) or 0.0) > 1.0
+        return bool(active)
 
     def _enter_stretch(self, role: str, model: torch.nn.Module, start: int, length: int) -> None:
         """Start a stretch: reset the role's stateful hooks (cache state never crosses a switch), run the callbacks."""
@@ -304,6 +408,14 @@ class RoutingTransformer(ModelMixin):
 
     def _guide(self, step: int, sample: torch.Tensor, scale: float) -> torch.Tensor:
         """Turn the pipeline's CFG ``u + g (c - u)`` into ``u + g' (c - u)`` for a per-segment scale ``g'``."""
+        if not self._cfg_active():
+            if scale == 1.0:  # no CFG in the pipeline: the cond prediction is already what scale 1 gives
+                return sample
+            raise FlowBlendingError(
+                f"a segment has guidance_scale {scale:g} but the pipeline runs without classifier-free guidance "
+                "(its guidance_scale is <= 1); give the pipeline a guidance_scale > 1 (e.g. --guidance-scale 3) or set "
+                "the segment's guidance_scale to 1."
+            )
         pipeline_scale = float(getattr(self._pipeline(), "guidance_scale", 1.0))
         name = self._call_name
         if name == "cond_uncond":  # LTX: one batched call [uncond, cond]
@@ -325,6 +437,24 @@ class RoutingTransformer(ModelMixin):
             "knows (Wan's cond/uncond calls or LTX's batched cond_uncond call); remove guidance_scale from the "
             "schedule's segments for this pipeline."
         )
+
+
+def _cond_half(args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """The cond half of a batched [uncond, cond] call: every tensor input batched like ``hidden_states``, sliced."""
+    hidden = kwargs.get("hidden_states", args[0] if args else None)
+    if not isinstance(hidden, torch.Tensor) or hidden.dim() == 0 or hidden.shape[0] % 2:
+        raise FlowBlendingError(
+            "guidance_scale 1 on a batched CFG call needs hidden_states with an even batch [uncond, cond]; got "
+            f"{type(hidden).__name__} {tuple(getattr(hidden, 'shape', ()))}."
+        )
+    batch = hidden.shape[0]
+
+    def half(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch:
+            return value[batch // 2 :]
+        return value
+
+    return tuple(half(a) for a in args), {k: half(v) for k, v in kwargs.items()}
 
 
 def _stretches(roles: Sequence[str]) -> tuple[tuple[int, int], ...]:

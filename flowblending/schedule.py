@@ -4,6 +4,11 @@ Paper section 3.3: the large model runs the early and late stages, the small mod
 fractions of the process, so one schedule fits any step count (docs/architecture.md#schedules); step ``i`` of
 ``N`` uses the segment that holds ``i / N``. Fractions are compared exactly (``fractions.Fraction``) so that
 0.4 x 50 is step 20, not 19.
+
+A segment may run its own number of steps over the noise range of its base steps (``Segment.steps``, paper
+section 6(b): LDL runs the distilled model for 4 steps of its own where LSL runs the small model for 20): the run
+then has fewer steps than the base schedule, and :func:`run_plan` says which segment and which base noise level
+each of them takes.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ ROLE_LETTERS = {"L": "large", "S": "small", "D": "distilled", "M": "medium"}
 
 @dataclass(frozen=True)
 class Segment:
-    """One segment of a schedule: ``model`` runs for fractions ``[start, end)`` of the process."""
+    """One segment of a schedule: ``model`` runs for fractions ``[start, end)`` of the process.
+
+    ``steps``: the segment runs this many steps of its own over the noise range of its base steps
+    (:func:`own_step_starts`) instead of one step per base step; ``None`` (the default) runs every base step.
+    """
 
     model: str
     start: float
     end: float
     guidance_scale: float | None = None
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -44,11 +54,20 @@ class Segment:
             isinstance(self.guidance_scale, bool) or not math.isfinite(self.guidance_scale) or self.guidance_scale < 0
         ):
             raise ProfileError(f"segment guidance_scale must be a number >= 0 or None, got {self.guidance_scale!r}.")
+        if self.steps is not None and (
+            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
+        ):
+            raise ProfileError(
+                f"segment steps must be an integer >= 1 (the segment's own step count) or None, got {self.steps!r}; "
+                "e.g. 4 for the distilled model's 4 steps of LDL."
+            )
 
     def to_dict(self) -> dict:
         out: dict = {"model": self.model, "start": self.start, "end": self.end}
         if self.guidance_scale is not None:
             out["guidance_scale"] = self.guidance_scale
+        if self.steps is not None:
+            out["steps"] = self.steps
         return out
 
 
@@ -109,6 +128,91 @@ def plan_steps(segments: Sequence[Segment], num_steps: int) -> tuple[str, ...]:
     return tuple(segments[k].model for k in plan_segments(segments, num_steps))
 
 
+def segment_ranges(segments: Sequence[Segment], num_steps: int) -> tuple[tuple[int, int], ...]:
+    """Base steps ``[a, b)`` of each segment at ``num_steps`` (a = ceil(start N), b = ceil(end N); sec 3.3)."""
+    return tuple((first_step(seg.start, num_steps), first_step(seg.end, num_steps)) for seg in segments)
+
+
+def own_step_starts(first: int, end: int, steps: int) -> tuple[int, ...]:
+    """Base steps where a segment's own steps start: ``a + floor(j (b - a) / k)``, j < k (paper sec 6(b), LDL).
+
+    A segment covering base steps ``[a, b)`` that runs ``k`` steps of its own takes every ``(b - a) / k``-th base
+    noise level, starting at its first: LDL's distilled segment over steps [15, 35) of 40 with k = 4 runs at base
+    steps 15, 20, 25, 30, which on LTX's 40-step linear-quadratic schedule are the distilled model's own sigmas
+    0.98125, 0.975, 0.909375, 0.725. Needs ``1 <= k <= b - a``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if steps > end - first:
+        raise ValueError(
+            f"steps {steps} exceed the {end - first} base steps [{first}, {end}); give steps <= {end - first}."
+        )
+    return tuple(first + (j * (end - first)) // steps for j in range(steps))
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """One step a run takes: the index of its segment and the base step whose noise level it starts from."""
+
+    segment: int
+    base_step: int
+
+
+def has_own_steps(segments: Sequence[Segment]) -> bool:
+    """Whether any segment runs its own step count (``steps`` set), so a run differs from the base schedule."""
+    return any(seg.steps is not None for seg in segments)
+
+
+def own_steps_errors(segments: Sequence[Segment], num_steps: int) -> list[str]:
+    """``$.schedule[i].steps: ...`` lines for segments asking for more own steps than their base steps at N."""
+    errors = []
+    for i, (seg, (a, b)) in enumerate(zip(segments, segment_ranges(segments, num_steps), strict=True)):
+        if seg.steps is None or seg.steps <= b - a:
+            continue
+        needed = _base_steps_for(seg, num_steps)
+        more = f", or run at least {needed} base steps" if needed is not None else ""
+        errors.append(
+            f"$.schedule[{i}].steps: segment {i} ({seg.model} [{seg.start:g}, {seg.end:g})) asks for {seg.steps} "
+            f"steps of its own but covers only {b - a} of the {num_steps} base steps ({a} to {b}); give steps <= "
+            f"{b - a}{more}."
+        )
+    return errors
+
+
+def _base_steps_for(seg: Segment, num_steps: int) -> int | None:
+    """The smallest base step count above ``num_steps`` at which ``seg`` covers at least ``seg.steps`` base steps."""
+    start, end = _exact(seg.start), _exact(seg.end)
+    guess = max(num_steps + 1, math.floor((seg.steps - 1) / (end - start)))
+    for m in range(guess, guess + 1000):
+        if math.ceil(end * m) - math.ceil(start * m) >= seg.steps:
+            return m
+    return None
+
+
+def run_plan(segments: Sequence[Segment], num_steps: int) -> tuple[RunStep, ...]:
+    """Every step a run of the schedule takes over an N-step base schedule (own-steps segments: sec 6(b)).
+
+    A segment without ``steps`` runs each of its base steps; one with ``steps = k`` runs ``k`` steps starting at
+    :func:`own_step_starts`. Without own-steps segments this is :func:`plan_segments` with ``base_step = i``.
+    """
+    index = plan_segments(segments, num_steps)
+    errors = own_steps_errors(segments, num_steps)
+    if errors:
+        raise ProfileError(errors[0])
+    out: list[RunStep] = []
+    for k, (seg, (a, b)) in enumerate(zip(segments, segment_ranges(segments, num_steps), strict=True)):
+        if seg.steps is None:
+            out.extend(RunStep(k, i) for i in range(a, b) if index[i] == k)
+        else:
+            out.extend(RunStep(k, i) for i in own_step_starts(a, b, seg.steps))
+    return tuple(out)
+
+
+def run_roles(segments: Sequence[Segment], num_steps: int) -> tuple[str, ...]:
+    """Role of every step a run takes (``plan_steps`` when no segment has own steps; sec 6(b) otherwise)."""
+    return tuple(segments[s.segment].model for s in run_plan(segments, num_steps))
+
+
 def plan_by_sigma(
     segments: Sequence[Segment], boundary_sigmas: Sequence[float], step_sigmas: Sequence[float]
 ) -> tuple[int, ...]:
@@ -141,11 +245,21 @@ def count_steps(plan: Sequence[str]) -> dict[str, int]:
 
 
 def merge_segments(segments: Sequence[Segment]) -> tuple[Segment, ...]:
-    """Merge neighbours that run the same model with the same guidance (LLSS... -> L S)."""
+    """Merge neighbours that run the same model with the same guidance (LLSS... -> L S).
+
+    Segments with their own step count are never merged: two of 4 steps each are 8 steps, one of 4 is 4.
+    """
     merged: list[Segment] = []
     for seg in segments:
-        if merged and merged[-1].model == seg.model and merged[-1].guidance_scale == seg.guidance_scale:
-            merged[-1] = Segment(seg.model, merged[-1].start, seg.end, seg.guidance_scale)
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.model == seg.model
+            and last.guidance_scale == seg.guidance_scale
+            and last.steps is None
+            and seg.steps is None
+        ):
+            merged[-1] = Segment(seg.model, last.start, seg.end, seg.guidance_scale)
         else:
             merged.append(seg)
     return tuple(merged)

@@ -1,10 +1,11 @@
-"""Write profiles/wan21.json and profiles/ltxv.json from the facts in docs/profile-sources.md.
+"""Write profiles/wan21.json, profiles/ltxv.json and profiles/ltxv-ldl.json from the facts in
+docs/profile-sources.md.
 
 Every number is either a published setting (paper, model repositories) or derived from one: per-step FLOPs
-are the paper's Table 2 large-only / small-only TFLOPs divided by the step count, boundary sigmas come from
-the repositories' scheduler configs through diffusers' own ``set_timesteps``. Run:
+are the paper's Table 2 (Table 3 for the distilled model) single-model TFLOPs divided by the step count, boundary
+sigmas come from the repositories' scheduler configs through diffusers' own ``set_timesteps``. Run:
 
-    python scripts/build_shipped_profiles.py          # rewrites both files
+    python scripts/build_shipped_profiles.py          # rewrites the files (or only those named: ltxv-ldl)
     python scripts/build_shipped_profiles.py --check  # exit 1 if the files differ from what this builds
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from flowblending.compose import make_profile
 from flowblending.profile import ModelSpec, Profile, SchedulerSpec, Setting, save_profile
-from flowblending.schedule import segments_from_pattern
+from flowblending.schedule import Segment, segments_from_pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 TFLOP = 1e12
@@ -158,7 +159,67 @@ def ltxv() -> Profile:
     )
 
 
-BUILDERS = {"wan21": wan21, "ltxv": ltxv}
+LTX_LARGE = ModelSpec(
+    "Lightricks/LTX-Video-0.9.7-dev", None, "transformer", "LTXVideoTransformer3DModel", 13_042_569_344
+)
+# Lightricks/LTX-Video holds the 2B distilled checkpoints as single files only; its diffusers config is the 2B one
+# of Lightricks/LTX-Video-0.9.5 (the config diffusers' own single-file loader picks for a 2B checkpoint with the
+# 0.9.5+ VAE) (docs/profile-sources.md 2.7)
+LTX_DISTILLED_FILE = "ltxv-2b-0.9.6-distilled-04-25.safetensors"
+
+
+def ltxv_ldl() -> Profile:
+    steps = 40
+    return make_profile(
+        name="ltxv-ldl",
+        description="LTX-Video 13B (large) + the official 2B distilled model (distilled), image-to-video in "
+        "LTXConditionPipeline, the paper's LDL (section 6(b), Table 3): large for base steps [0, 15) and [35, 40) of "
+        "40, the distilled model for 4 steps of its own over the noise range of steps [15, 35), without CFG "
+        "(guidance_scale 1): 24 NFE at sigma 0.98125, 0.975, 0.909375 and 0.725 in the middle, every 5th sigma of "
+        "LTX's 40-step linear-quadratic schedule and the distilled model's own 8-step sigmas.",
+        pipeline_class="LTXConditionPipeline",
+        image_to_video=True,
+        models={
+            "large": LTX_LARGE,
+            "distilled": ModelSpec(
+                "Lightricks/LTX-Video",
+                None,
+                "transformer",
+                "LTXVideoTransformer3DModel",
+                1_923_385_472,
+                file=LTX_DISTILLED_FILE,
+                config="Lightricks/LTX-Video-0.9.5",
+            ),
+        },
+        setting=Setting(
+            num_inference_steps=steps,
+            scheduler=SchedulerSpec("FlowMatchEulerDiscreteScheduler", 1.0, LTX_SCHEDULER),
+            guidance_scale=3.0,
+            height=480,
+            width=832,
+            num_frames=65,
+            max_sequence_length=128,
+            fps=25,
+        ),
+        schedule=(
+            Segment("large", 0.0, 0.375),
+            Segment("distilled", 0.375, 0.875, guidance_scale=1.0, steps=4),
+            Segment("large", 0.875, 1.0),
+        ),
+        flops_per_step={"large": 3496 * TFLOP / steps, "distilled": 51 * TFLOP / 8},
+        cost_source="paper Table 2(a) / Table 3: LLL 3496 TFLOPs over 40 steps (large, CFG), DDD 51 TFLOPs over 8 "
+        "steps (distilled, no CFG); LDL = 20 x 87.4 + 4 x 6.375 = 1773.5 (Table 3: 1774)",
+        provenance={
+            "source": "FlowBlending (paper), section 6(b), Table 3 and Appendix A",
+            "sigma_schedule": LTX_SIGMA_SCHEDULE,
+            "distilled_file": "the paper names no file; ltxv-2b-0.9.6-distilled-04-25 is the official 2B distilled "
+            "model that samples in one pass of 8 steps (docs/profile-sources.md 2.7)",
+            "seeds": [],
+        },
+    )
+
+
+BUILDERS = {"wan21": wan21, "ltxv": ltxv, "ltxv-ldl": ltxv_ldl}
 
 
 def _comparable(data: dict) -> dict:
@@ -171,9 +232,12 @@ def _comparable(data: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    parser.add_argument("names", nargs="*", choices=[[], *BUILDERS], help="profiles to build (default: all)")
     args = parser.parse_args(argv)
     stale = []
     for name, build in BUILDERS.items():
+        if args.names and name not in args.names:
+            continue
         path = ROOT / "profiles" / f"{name}.json"
         profile = build()
         if args.check:

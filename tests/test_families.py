@@ -1,4 +1,5 @@
-"""More pipeline families through FlowBlending: SkyReels-V2 T2V, Wan 2.1 I2V, Sana and SD3 on tiny random models.
+"""More pipeline families through FlowBlending on tiny random models: SkyReels-V2 T2V, Wan 2.1 I2V and VACE, Cosmos
+Predict2 Video2World and Text2Image, Sana and SD3.
 
 Each family: saved in the hub layout and loaded by ``load_pipeline`` from a profile; all-large is the plain pipeline
 bit for bit; L-S-L is a callback swap of ``pipe.transformer`` bit for bit; a divergence calibration through the CLI
@@ -19,7 +20,6 @@ import torch
 from click.testing import CliRunner
 
 import flowblending
-import flowblending.testing
 from flowblending.cli import cli
 from flowblending.cost import schedule_cost
 from flowblending.errors import IncompatibleModelsError
@@ -27,6 +27,7 @@ from flowblending.profile import load_profile
 from flowblending.router import RoutingTransformer
 from flowblending.schedule import plan_steps, segments_from_pattern
 from flowblending.testing import TinyPair, save_tiny_profile
+from flowblending.testing import families as tiny_families
 
 PROMPT = "a red circle moving left"
 STEPS = 8
@@ -35,16 +36,21 @@ BOUNDARIES = (0.375, 0.875)  # 8 steps: large 0-2, small 3-6, large 7
 
 @dataclasses.dataclass(frozen=True)
 class FamilyCase:
-    """What a family's tests expect: its builder's name, calls per step, and a config field the check compares."""
+    """What a family's tests expect: its builder (in flowblending.testing.families) and its keyword arguments, calls
+    per step, and a config field the check compares."""
 
     builder: str
     calls_per_step: int
     mismatch: tuple[str, int]
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 CASES = {
     "skyreels": FamilyCase("save_tiny_skyreels_pair", 2, ("text_dim", 8)),  # cond, uncond
     "wan_i2v": FamilyCase("save_tiny_wan_i2v_pair", 2, ("image_dim", 8)),
+    "wan_vace": FamilyCase("save_tiny_wan_vace_pair", 2, ("vace_in_channels", 8)),
+    "cosmos": FamilyCase("save_tiny_cosmos_pair", 2, ("text_embed_dim", 8)),  # cond, uncond (no cache_context)
+    "cosmos_t2i": FamilyCase("save_tiny_cosmos_pair", 2, ("in_channels", 8), (("text_to_image", True),)),
     "sana": FamilyCase("save_tiny_sana_pair", 1, ("caption_channels", 8)),  # one batched [uncond, cond] call
     "sd3": FamilyCase("save_tiny_sd3_pair", 1, ("joint_attention_dim", 8)),
 }
@@ -60,7 +66,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def prompt_cleaner():
-    """SkyReels-V2 and Wan I2V call ``ftfy.fix_text`` on every prompt without checking that ftfy is installed.
+    """SkyReels-V2, Wan I2V and Wan VACE call ``ftfy.fix_text`` on every prompt without checking that ftfy is installed.
 
     Without ftfy the pipelines get an identity stand-in: the test prompts are plain ASCII, which ftfy leaves as is.
     """
@@ -69,17 +75,29 @@ def prompt_cleaner():
         return
     import diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2 as skyreels
     import diffusers.pipelines.wan.pipeline_wan_i2v as wan_i2v
+    import diffusers.pipelines.wan.pipeline_wan_vace as wan_vace
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (skyreels, wan_i2v):
+        for module in (skyreels, wan_i2v, wan_vace):
             patch.setattr(module, "ftfy", types.SimpleNamespace(fix_text=lambda text: text), raising=False)
         yield
 
 
+@pytest.fixture(scope="module")
+def cosmos_offline():
+    """The Cosmos pipelines need cosmos_guardrail's safety checker and torchvision's resize of the padding mask.
+
+    Neither is installed here: ``cosmos_stand_ins`` gives the pipelines a pass-through safety checker (every prompt
+    and frame passes) and, without torchvision, a torch nearest resize of the mask (tests/test_cosmos.py checks both).
+    """
+    with tiny_families.cosmos_stand_ins():
+        yield
+
+
 @pytest.fixture(scope="module", params=sorted(CASES))
-def built(request, tmp_path_factory, prompt_cleaner) -> Built:
+def built(request, tmp_path_factory, prompt_cleaner, cosmos_offline) -> Built:
     name, case = request.param, CASES[request.param]
-    pair = getattr(flowblending.testing, case.builder)(tmp_path_factory.mktemp(name))
+    pair = getattr(tiny_families, case.builder)(tmp_path_factory.mktemp(name), **dict(case.options))
     path = save_tiny_profile(
         pair, tmp_path_factory.mktemp(f"{name}-profile") / f"{name}.json", steps=STEPS, boundaries=BOUNDARIES
     )

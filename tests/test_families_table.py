@@ -42,6 +42,17 @@ def test_a_tested_family_names_existing_test_files(family):
         assert (ROOT / path).is_file(), f"{family.key} names {path}, which does not exist"
 
 
+def test_a_status_note_says_what_the_status_covers():
+    assert family_of("WanVACEPipeline").key == "wan21-vace" and family_of("WanPipeline").key == "wan21"
+    rows = {row.split(" | ")[0].lstrip("| "): row for row in markdown_table().splitlines()[2:]}
+    cosmos = FAMILIES["cosmos-predict2"]
+    assert cosmos.status == "tested" and "tests/test_cosmos.py" in cosmos.tests
+    assert "| tested (tiny, with stand-ins for the guardrail and torchvision's resize) |" in rows[cosmos.title]
+    vace = FAMILIES["wan21-vace"]
+    assert vace.status == "tested" and "8 vs 15 VACE layers" in rows[vace.title]
+    assert all(f"| {f.status} |" in rows[f.title] for f in FAMILIES.values() if not f.status_note and not f.refusal)
+
+
 def test_refused_pipelines_are_refused_in_one_line_everywhere():
     assert family_of("CogVideoXPipeline").key == "cogvideox"
     assert family_of("SkyReelsV2DiffusionForcingPipeline").key == "skyreels-v2-df"

@@ -1,4 +1,5 @@
-"""Profile format v1: shipped profiles validate, broken ones are rejected with JSON paths, never a crash."""
+"""Profile format v1 (v2: tests/test_distilled.py): shipped profiles validate, broken ones are rejected with JSON
+paths, never a crash."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from flowblending.profile import (
     validate_profile_dict,
 )
 
-SHIPPED = ["wan21", "ltxv"]
+SHIPPED = ["wan21", "ltxv", "ltxv-ldl"]
 
 
 def _wan21() -> dict:
@@ -93,8 +94,8 @@ def test_save_refuses_an_invalid_profile_and_leaves_no_file(tmp_path):
             r"\$\.schedule\[1\]: segment .small. has start=0.8 >= end=0.4",
         ),
         (lambda d: d["pipeline"].update(base="huge"), r"\$\.pipeline\.base: unknown role 'huge'"),
-        (lambda d: d.update(schema_version=0), r"\$\.schema_version: 1 was expected"),
-        (lambda d: d.update(schema_version=2), r"\$\.schema_version: this profile uses format version 2, newer"),
+        (lambda d: d.update(schema_version=0), r"\$\.schema_version: 0 is not one of \[1, 2\]"),
+        (lambda d: d.update(schema_version=3), r"\$\.schema_version: this profile uses format version 3, newer"),
         (lambda d: d["boundaries"][0].update(step=19), r"\$\.boundaries\[0\]\.step: 19 but"),
         (lambda d: d["cost"].update(flops_total=1.0), r"\$\.cost\.flops_total"),
         (
@@ -199,11 +200,11 @@ def test_a_newer_format_version_is_refused_with_one_line_naming_it_and_the_upgra
     from flowblending.profile import ProfileError, load_profile
 
     data = json.loads(Path(__file__).resolve().parents[1].joinpath("profiles", "wan21.json").read_text())
-    data["schema_version"] = 2
-    path = tmp_path / "v2.json"
+    data["schema_version"] = 3
+    path = tmp_path / "v3.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ProfileError) as info:
         load_profile(path)
-    assert "format version 2, newer than the version 1" in str(info.value)
+    assert "format version 3, newer than the version 2" in str(info.value)
     problems = [line for line in str(info.value).splitlines() if line.strip().startswith("$.")]
     assert len(problems) == 1 and "pip install -U flowblending" in problems[0]

@@ -14,6 +14,7 @@ _LAZY = {
     "tiny_umt5_config": "text",
     "save_tiny_wan_pair": "wan",
     "save_tiny_ltx_pair": "ltx",
+    "save_tiny_ltx_single_file": "ltx",
     "save_tiny_skyreels_pair": "families",
     "save_tiny_wan_i2v_pair": "families",
     "save_tiny_sana_pair": "families",
@@ -33,6 +34,7 @@ __all__ = [
     "save_reference_frames",
     "save_tiny_dinov2",
     "save_tiny_ltx_pair",
+    "save_tiny_ltx_single_file",
     "save_tiny_profile",
     "save_tiny_sana_pair",
     "save_tiny_sd3_pair",
@@ -46,7 +48,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .families import save_tiny_sana_pair, save_tiny_sd3_pair, save_tiny_skyreels_pair, save_tiny_wan_i2v_pair
     from .features import save_tiny_dinov2
-    from .ltx import save_tiny_ltx_pair
+    from .ltx import save_tiny_ltx_pair, save_tiny_ltx_single_file
     from .pairs import TinyPair
     from .profiles import save_tiny_profile
     from .reference import save_reference_frames

@@ -1,14 +1,23 @@
-"""Tiny pairs of more pipeline families: SkyReels-V2 T2V, Wan 2.1 I2V, Sana and Stable Diffusion 3 (images).
+"""Tiny pairs of more pipeline families: SkyReels-V2 T2V, Wan 2.1 I2V and VACE, Cosmos Predict2 Video2World and
+Text2Image, Sana and Stable Diffusion 3 (images).
 
 Each builder saves ``directory/pipeline`` (the stock pipeline with the large transformer inside, hub layout) and
 ``directory/small_transformer``; text encoders, VAEs and the large transformer are seeded with ``seed`` (the
 second CLIP of SD3 with ``seed + 2``), the small transformer with ``seed + 1``. For an image pipeline the "video"
 is one image: ``call_kwargs`` has no ``num_frames``.
+
+The Cosmos pipelines cannot run offline as diffusers 0.42.1 ships them (they build ``cosmos_guardrail``'s safety
+checker, and the transformer resizes its padding mask with torchvision): :func:`cosmos_stand_ins` patches in the
+two test-only stand-ins, :class:`PassThroughSafetyChecker` and :func:`nearest_resize`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -351,4 +360,203 @@ def save_tiny_sd3_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
         call_kwargs={"height": 32, "width": 32, "max_sequence_length": 16, "guidance_scale": 7.0},
         transformer_class="SD3Transformer2DModel",
         family="sd3",
+    )
+
+
+# --- Wan 2.1 VACE ---------------------------------------------------------------------------------------------------
+WAN_VACE_IN_CHANNELS = 96
+"""Channels of VACE's control latents: inactive + reactive video latents (2 x 16) + the mask folded 8 x 8 (64)."""
+
+WAN_VACE_LAYERS = (0,)
+"""The blocks both tiny VACE transformers add control hints to (one VACE block each, see save_tiny_wan_vace_pair)."""
+
+WAN_VACE_FLOW_SHIFT = 3.0
+"""Flow shift of the tiny VACE pair's UniPC scheduler (Wan 2.1's 480p value)."""
+
+
+def save_tiny_wan_vace_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+    """Save a tiny Wan 2.1 WanVACEPipeline (UMT5, AutoencoderKLWan, UniPC shift 3) and a small VACE transformer.
+
+    Large: 2 heads x 16 = width 32, ffn 64, 2 blocks; small: 2 heads x 8 = width 16, ffn 32, 1 block; both read
+    96-channel control latents and add hints at block 0 only (:data:`WAN_VACE_LAYERS`). The pipeline sizes its
+    ``conditioning_scale`` by ``pipe.transformer.config.vace_layers`` and each VACE transformer refuses a scale of
+    another length, so the two models need as many VACE layers (the real 14B has 8 and the 1.3B 15). 48x64, 9
+    frames; no ``video`` / ``mask`` in ``call_kwargs``: the pipeline then conditions on a zero video under an
+    all-ones mask (text-to-video use); pass them to ``kwargs`` for video-to-video.
+    """
+    from diffusers import WanVACEPipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    pipeline_dir, small_dir = _paths(directory)
+    tokenizer = tiny_tokenizer()
+    vace = {"vace_layers": list(WAN_VACE_LAYERS), "vace_in_channels": WAN_VACE_IN_CHANNELS}
+    with seeded(seed):
+        text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
+    with seeded(seed):
+        vae = wan_vae()
+    with seeded(seed):
+        large = wan_transformer(TINY_LARGE, "WanVACETransformer3DModel", **vace)
+    with seeded(seed + 1):
+        small = wan_transformer(TINY_SMALL, "WanVACETransformer3DModel", **vace)
+    pipe = WanVACEPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=_unipc(WAN_VACE_FLOW_SHIFT),
+        transformer=large,
+    )
+    save_pipeline(pipe, pipeline_dir)
+    small.save_pretrained(small_dir, safe_serialization=True)
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class="WanVACEPipeline",
+        call_kwargs={"height": 48, "width": 64, "num_frames": 9, "max_sequence_length": 16, "guidance_scale": 5.0},
+        transformer_class="WanVACETransformer3DModel",
+        family="wan_vace",
+    )
+
+
+# --- Cosmos Predict2 ------------------------------------------------------------------------------------------------
+_ABSENT = object()
+
+
+class PassThroughSafetyChecker:
+    """A test-only stand-in for ``cosmos_guardrail.CosmosSafetyChecker``: passes every prompt and every frame.
+
+    The Cosmos pipelines of diffusers 0.42.1 build ``CosmosSafetyChecker()`` when given ``safety_checker=None`` (an
+    ImportError without ``cosmos_guardrail``) and refuse to run without one. They call exactly these methods:
+    ``to(device)``, ``check_text_safety(prompt) -> bool`` before encoding, and ``check_video_safety(frames)`` on
+    each decoded video as uint8 ``(frames, height, width, 3)``, which returns the frames to output. It is not an
+    ``nn.Module``: ``save_pretrained`` writes the slot as ``[null, null]``, and ``from_pretrained`` then builds
+    whatever ``CosmosSafetyChecker`` the pipeline module names (see :func:`cosmos_stand_ins`).
+    """
+
+    def to(self, *args: Any, **kwargs: Any) -> PassThroughSafetyChecker:
+        return self
+
+    def check_text_safety(self, prompt: str) -> bool:
+        return True
+
+    def check_video_safety(self, frames: Any) -> Any:
+        return frames
+
+
+def nearest_resize(tensor: Any, size: list[int], interpolation: str = "nearest") -> Any:
+    """torch stand-in for ``torchvision.transforms.functional.resize(tensor, size, InterpolationMode.NEAREST)``.
+
+    torchvision resizes a float32 / float64 tensor in NEAREST mode with ``torch.nn.functional.interpolate(mode=
+    "nearest")`` (other dtypes are cast to float32 and back, which copies values unchanged); this calls the same.
+    ``CosmosTransformer3DModel`` resizes its ``(1, 1, H, W)`` padding mask with it to the latent size.
+    """
+    import torch
+
+    if interpolation != "nearest":
+        raise ValueError(
+            f"nearest_resize stands in for torchvision's NEAREST resize only, got interpolation={interpolation!r}; "
+            "install torchvision for other modes"
+        )
+    return torch.nn.functional.interpolate(tensor, size=list(size), mode="nearest")
+
+
+@contextlib.contextmanager
+def cosmos_stand_ins() -> Iterator[None]:
+    """Run the Cosmos Predict2 pipelines offline: patch in :class:`PassThroughSafetyChecker` and :func:`nearest_resize`.
+
+    The safety checker is always replaced (the real one loads guardrail models of its own); torchvision's
+    ``transforms`` in ``transformer_cosmos`` only when torchvision is not installed. For tests and benchmarks
+    only: real use needs ``cosmos_guardrail`` and torchvision.
+    """
+    from diffusers.models.transformers import transformer_cosmos
+    from diffusers.pipelines.cosmos import pipeline_cosmos2_text2image, pipeline_cosmos2_video2world
+
+    patches: list[tuple[Any, str, Any]] = [
+        (module, "CosmosSafetyChecker", PassThroughSafetyChecker)
+        for module in (pipeline_cosmos2_video2world, pipeline_cosmos2_text2image)
+    ]
+    if importlib.util.find_spec("torchvision") is None:
+        transforms = types.SimpleNamespace(
+            functional=types.SimpleNamespace(resize=nearest_resize),
+            InterpolationMode=types.SimpleNamespace(NEAREST="nearest"),
+        )
+        patches.append((transformer_cosmos, "transforms", transforms))
+    saved = [(module, name, module.__dict__.get(name, _ABSENT)) for module, name, _ in patches]
+    try:
+        for module, name, value in patches:
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            if value is _ABSENT:
+                delattr(module, name)
+            else:
+                setattr(module, name, value)
+
+
+def _cosmos_transformer(in_channels: int, layers: int, heads: int, rope_scale: tuple[float, float, float]) -> Any:
+    from diffusers import CosmosTransformer3DModel
+
+    return CosmosTransformer3DModel(
+        in_channels=in_channels,
+        out_channels=16,
+        num_attention_heads=heads,
+        attention_head_dim=16,  # RoPE splits a head 4 (h) + 4 (w) + 8 (t); under 12 its NTK factor divides by 0
+        num_layers=layers,
+        mlp_ratio=2.0,
+        text_embed_dim=TEXT_DIM,
+        adaln_lora_dim=8,
+        max_size=(4, 16, 16),
+        patch_size=(1, 2, 2),
+        rope_scale=rope_scale,
+        concat_padding_mask=True,
+        extra_pos_embed_type=None,
+    )
+
+
+def save_tiny_cosmos_pair(directory: str | Path, *, text_to_image: bool = False, seed: int = 0) -> TinyPair:
+    """Save a tiny Cosmos2VideoToWorldPipeline (or Cosmos2TextToImagePipeline) and a small Cosmos transformer.
+
+    T5 encoder, AutoencoderKLWan, FlowMatchEuler with Karras sigmas (the pipeline sets sigma_max 80); the safety
+    checker is a :class:`PassThroughSafetyChecker` (saved as ``[null, null]``; load under :func:`cosmos_stand_ins`).
+    Large: 2 heads x 16 = width 32, 2 blocks, RoPE scale (20/24, 2, 2) as the 14B Video2World; small: 1 head x 16,
+    1 block, RoPE scale (1, 3, 3) as the 2B. Both pad the mask channel in (concat_padding_mask, as the real ones).
+    Video2World: 17 input channels (latents + condition mask), 48x64, 9 frames, a 48x64 conditioning image;
+    Text2Image: 16 channels, one 48x64 image.
+    """
+    from diffusers import Cosmos2TextToImagePipeline, Cosmos2VideoToWorldPipeline, FlowMatchEulerDiscreteScheduler
+    from transformers import T5Config, T5EncoderModel
+
+    pipeline_dir, small_dir = _paths(directory)
+    in_channels = 16 if text_to_image else 17
+    tokenizer = tiny_tokenizer()
+    with seeded(seed):
+        text_encoder = T5EncoderModel(T5Config(**tiny_umt5_config(len(tokenizer))))
+    with seeded(seed):
+        vae = wan_vae()
+    with seeded(seed):
+        large = _cosmos_transformer(in_channels, 2, heads=2, rope_scale=(20 / 24, 2.0, 2.0))
+    with seeded(seed + 1):
+        small = _cosmos_transformer(in_channels, 1, heads=1, rope_scale=(1.0, 3.0, 3.0))
+    pipeline_cls = Cosmos2TextToImagePipeline if text_to_image else Cosmos2VideoToWorldPipeline
+    pipe = pipeline_cls(
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=large,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+        safety_checker=PassThroughSafetyChecker(),
+    )
+    save_pipeline(pipe, pipeline_dir)
+    small.save_pretrained(small_dir, safe_serialization=True)
+    height, width = 48, 64
+    call_kwargs: dict[str, Any] = {"height": height, "width": width, "max_sequence_length": 16, "guidance_scale": 7.0}
+    if not text_to_image:
+        call_kwargs.update(num_frames=9, image=_tiny_image(height, width, seed))
+    return TinyPair(
+        pipeline_dir=pipeline_dir,
+        small_dir=small_dir,
+        pipeline_class=pipeline_cls.__name__,
+        call_kwargs=call_kwargs,
+        transformer_class="CosmosTransformer3DModel",
+        family="cosmos_t2i" if text_to_image else "cosmos",
     )

@@ -145,3 +145,39 @@ def save_tiny_ltx_pair(
         transformer_class="LTXVideoTransformer3DModel",
         family="ltx",
     )
+
+
+#: diffusers names -> LTX-Video's original names, the inverse of diffusers' single-file conversion for LTX
+#: (``convert_ltx_transformer_checkpoint_to_diffusers``), whose keys also carry ``model.diffusion_model.``.
+_ORIGINAL_LTX_NAMES = {"proj_in": "patchify_proj", "time_embed": "adaln_single", "norm_q": "q_norm", "norm_k": "k_norm"}
+
+
+def save_tiny_ltx_single_file(
+    directory: str | Path, *, seed: int = 2, layers: int = 1, name: str = "tiny-ltxv-distilled.safetensors"
+) -> tuple[Path, Path]:
+    """Save a tiny LTX transformer as one checkpoint file in LTX-Video's original layout, and its diffusers config.
+
+    The file holds the transformer under ``model.diffusion_model.`` with LTX-Video's names (``patchify_proj``,
+    ``adaln_single``, ``q_norm``, ``k_norm``) and one ``vae.`` tensor, as Lightricks' single files carry the VAE
+    too; diffusers' ``LTXVideoTransformer3DModel.from_single_file`` converts it back and drops the VAE part.
+    2 heads x 8 = width 16 (the small model's shape), ``layers`` blocks, seed ``seed``.
+    Layout: ``directory/<name>`` and ``directory/config/config.json``; returns (file, config folder).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    check_layers("layers", layers)
+    root = Path(directory)
+    config_dir = root / "config"
+    with seeded(seed):
+        model = _ltx_transformer(layers, heads=2, head_dim=8)
+    model.save_config(config_dir)
+    tensors = {}
+    for key, value in model.state_dict().items():
+        for diffusers_name, original in _ORIGINAL_LTX_NAMES.items():
+            key = key.replace(diffusers_name, original)
+        tensors[f"model.diffusion_model.{key}"] = value.detach().contiguous()
+    tensors["vae.decoder.last_scale_shift_table"] = torch.zeros(2, 8)
+    path = root / name
+    save_file(tensors, str(path))
+    return path, config_dir
