@@ -117,12 +117,31 @@ def early_curve_premise(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMIL
         )
     if k == xa.size - 1:
         failed.append(
-            f"no knee: Algorithm 1 landed on the last point (x={xa[k]:g}); similarity keeps rising "
-            "with the switch point, so no early switch preserves the large model's result"
+            f"no knee: the early boundary landed on the last point (x={xa[k]:g}); similarity keeps rising "
+            "with the switch point (or no point from Algorithm 1's knee on reaches the floor), so no early switch "
+            "preserves the large model's result"
         )
     if ya[k] < floor:
         failed.append(f"similarity at the chosen point {ya[k]:.4g} is below the floor {floor:.4g}")
     return failed
+
+
+def raise_to_floor(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR) -> int:
+    """Algorithm 1's knee ``k`` moved later to the first point whose similarity reaches ``floor`` (sec 4.2).
+
+    The paper picks the boundary just before the curve's drop and observes that such boundaries keep the
+    similarity above ~96 %, which is what preserves structure and motion; a knee below the floor is therefore
+    moved to the earliest later candidate that keeps it. Returns ``k`` when ``y[k] >= floor``, the last index
+    (large-only) when no point from ``k`` on reaches the floor.
+    """
+    xa, ya = _pair(x, y, "y", min_len=2)
+    _check_index(k, xa.size)
+    if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor):
+        raise ValueError(f"floor must be a finite similarity, got {floor!r}: pass e.g. {SIMILARITY_FLOOR}")
+    for i in range(int(k), xa.size):
+        if ya[i] >= floor:
+            return i
+    return xa.size - 1
 
 
 def find_late_boundary(x: ArrayLike, fid: ArrayLike, rtol: float = 1e-9) -> tuple[int, float, float]:

@@ -29,14 +29,8 @@ def _config_option(name: str, *decls: str, **kwargs: Any) -> Any:
     if "choices" in f.metadata:
         kwargs.setdefault("type", click.Choice(f.metadata["choices"]))
     flag = "--" + name.replace("_", "-")
-    return click.option(
-        *(decls or (flag,)),
-        name,
-        default=default,
-        show_default=default is not None,
-        help=f.metadata["help"],
-        **kwargs,
-    )
+    kwargs.setdefault("show_default", default not in (None, ()))
+    return click.option(*(decls or (flag,)), name, default=default, help=f.metadata["help"], **kwargs)
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -123,6 +117,7 @@ _METHOD_HELP = "; ".join(f"{spec.name}: {spec.help}" for spec in METHODS.values(
 @_config_option("tolerance", type=click.FloatRange(min=0))
 @_config_option("beam_width", type=click.IntRange(min=1))
 @_config_option("samples", type=click.IntRange(min=0))
+@_config_option("compare", multiple=True, metavar="PROFILE")
 @click.option(
     "--merge",
     "merge_dir",

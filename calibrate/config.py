@@ -89,6 +89,14 @@ class CalibrationConfig:
     beam_width: int = _opt(4, "search: beam width.")
     name: str = "calibrated"
     samples: int = _opt(2, "Prompts whose videos go into the report.")
+    compare: tuple[str, ...] = _opt(
+        (),
+        "Also evaluate this profile's schedule (a shipped name such as ltxv-ldl, or a path; repeatable) on every "
+        "prompt and seed against large-only and the calibrated schedule: similarity to large-only, the late metric "
+        "against --reference, NFE, calls per role and FLOPs ratio, in the profile's calibration block and the report. "
+        "Its large role must be --large; its other roles are loaded as the runtime loads them. An evaluation only: "
+        "the method's decision does not change.",
+    )
     reference_max_frames: int | None = 4096
     device: str | None = _opt(None, "cuda, cpu... (default: cuda if available).")
     dtype: str = _opt("auto", "Model dtype (auto: bfloat16 on CUDA, float32 on CPU).", choices=DTYPES)
@@ -155,6 +163,16 @@ class CalibrationConfig:
             raise CalibrationError(f"--samples must be >= 0, got {self.samples}.")
         if self.guidance_scale is not None and (not math.isfinite(self.guidance_scale) or self.guidance_scale < 0):
             raise CalibrationError(f"--guidance-scale must be a number >= 0, got {self.guidance_scale}.")
+        if not isinstance(self.compare, tuple) or not all(isinstance(c, str) and c.strip() for c in self.compare):
+            raise CalibrationError(
+                f"--compare must be profile names or paths (a tuple of non-empty strings), got {self.compare!r}; "
+                "e.g. compare=('ltxv-ldl',)."
+            )
+        repeated = sorted({c for c in self.compare if self.compare.count(c) > 1})
+        if repeated:
+            raise CalibrationError(
+                f"--compare {repeated[0]!r} is given {self.compare.count(repeated[0])} times; give each profile once."
+            )
 
     @property
     def prompt_set_sha256(self) -> str:
@@ -166,7 +184,7 @@ class CalibrationConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CalibrationConfig:
-        tuples = ("prompts", "seeds", "images", "notes")
+        tuples = ("prompts", "seeds", "images", "notes", "compare")
         names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if k in tuples and v is not None else v) for k, v in data.items() if k in names})
 
@@ -194,6 +212,7 @@ class CalibrationConfig:
             "early_boundary",
             "late_metric",
             "kid_subset_size",
+            "compare",  # the comparison's results are kept per compared schedule, apart from the method's
         ):
             d.pop(key)
         d["prompts"] = self.prompt_set_sha256

@@ -6,6 +6,7 @@ of a multi-process run, a single process and ``flowblending calibrate --merge DI
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -18,13 +19,13 @@ from flowblending.schedule import Segment
 from .config import CalibrationConfig
 from .methods import get_method
 from .methods.base import Context, Decision
-from .record import CalibrationRecord
+from .record import CalibrationRecord, CompareRecord
 from .sampling import units_of
 from .workdir import WorkDir
 
 Log = Callable[[str], None]
 
-__all__ = ["CalibrationOutcome", "finalize", "make_calibrated_profile", "merge", "summary_text"]
+__all__ = ["CalibrationOutcome", "compare_lines", "finalize", "make_calibrated_profile", "merge", "summary_text"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def finalize(
     """Decide with the context's method, then write the profile and the report and log the summary."""
     started = time.perf_counter() if started is None else started
     decision = get_method(ctx.config.method).decide(ctx)
+    if ctx.config.compare:  # the comparison's results join the record; the decision stays the method's
+        from .compare import compare_record
+
+        compare = compare_record(ctx, decision.schedule, decision.record)
+        decision = dataclasses.replace(decision, record=dataclasses.replace(decision.record, compare=compare))
     ctx.checkpoint("finalize")
     pair = ctx.work.read_json(ctx.work.pair)
     first = ctx.work.read_json(ctx.work.trajectory(ctx.units[0]))
@@ -148,6 +154,19 @@ def make_calibrated_profile(
     )
 
 
+def compare_lines(compare: CompareRecord) -> list[str]:
+    """One summary line per ``--compare`` row: pattern, NFE, FLOPs ratio, similarity and late metric."""
+    metric = (compare.metric or "").upper()
+    lines = [f"  compared on {compare.units} unit(s) at {compare.num_steps} base steps (the decision is the method's):"]
+    for row in compare.rows:
+        late = f", {metric} {row.late:.4g}" if row.late is not None else ""
+        lines.append(
+            f"    {row.name} ({row.pattern}): NFE {row.nfe}, {row.flops_ratio:.1%} of large-only FLOPs, "
+            f"similarity {row.similarity:.4f} ± {row.similarity_std:.4f}{late}"
+        )
+    return lines
+
+
 def summary_text(
     profile: Any,
     decision: Decision,
@@ -167,11 +186,7 @@ def summary_text(
     if fixed is not None:
         lines.append(f"  {fixed}")
     elif record.early is not None:
-        c = record.early.chosen
-        lines.append(
-            f"  early boundary (Algorithm 1, alpha {record.early.alpha}): small model from {c.x:.1f}% "
-            f"(DINO similarity {c.y:.4f})"
-        )
+        lines.append(f"  early boundary (Algorithm 1, alpha {record.early.alpha}): {record.early.choice_text()}")
     if record.late is not None:
         late = record.late
         src = f"{late.metric.upper()} minimum" if late.source != "divergence" else "divergence curve"
@@ -189,6 +204,8 @@ def summary_text(
     if this_run is not None and dict(this_run) != dict(calls.computed):
         resumed = ", ".join(f"{r} {n}" for r, n in sorted(this_run.items())) or "none"
         lines.append(f"  computed in this run (the rest was resumed from the work dir): {resumed}")
+    if record.compare is not None:
+        lines += compare_lines(record.compare)
     premise = record.premise
     if not premise.tested:
         lines.append("  premise: not tested by this method (the schedule is the cheapest within tolerance)")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 __all__ = [
     "CalibrationRecord",
     "CallsRecord",
+    "CompareRecord",
+    "CompareRow",
     "DivergenceRecord",
     "EarlyChoice",
     "EarlyRecord",
@@ -95,7 +97,7 @@ class DivergenceRecord:
 
 @dataclass(frozen=True)
 class EarlyChoice:
-    """Algorithm 1's knee: index on the curve, switch point in % of the process, similarity there."""
+    """A point of the early curve: index on the curve, switch point in % of the process, similarity there."""
 
     index: int
     x: float
@@ -111,24 +113,40 @@ class EarlyRecord:
     alpha: float
     floor: float
     metrics: Mapping[str, Stat | None]  # "dino", "clip" (None unless --clip-model), "psnr", "ssim"
-    chosen: EarlyChoice
+    chosen: EarlyChoice  # the boundary: Algorithm 1's knee, moved later to the similarity floor if below it
     premise: tuple[str, ...] = ()
+    knee: EarlyChoice | None = None  # Algorithm 1's own knee when it was below the floor (None: chosen is it)
 
     @property
     def dino(self) -> Stat:
         return self.metrics["dino"]
 
+    def choice_text(self) -> str:
+        """The boundary in words: where the small model comes in, its similarity, the floor, the knee if moved."""
+        c = self.chosen
+        clears = "clears" if c.y >= self.floor else "misses"
+        text = f"small model from {c.x:.1f}% (DINO similarity {c.y:.4f}; {clears} the floor {self.floor:g})"
+        if self.knee is not None:
+            text += (
+                f"; Algorithm 1's knee at {self.knee.x:.1f}% (similarity {self.knee.y:.4f}) is below the floor, "
+                "so the boundary moved to the first later point that reaches it"
+            )
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"x": list(self.x), "steps": list(self.steps), "alpha": self.alpha, "floor": self.floor}
         out.update({name: _plain(stat) for name, stat in self.metrics.items()})
         out["chosen"] = _plain(dict(self.chosen.__dict__))
+        if self.knee is not None:
+            out["knee"] = _plain(dict(self.knee.__dict__))
         out["premise"] = list(self.premise)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EarlyRecord:
-        known = {"x", "steps", "alpha", "floor", "chosen", "premise"}
+        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee"}
         c = data["chosen"]
+        knee = data.get("knee")
         return cls(
             x=tuple(float(v) for v in data["x"]),
             steps=tuple(int(v) for v in data["steps"]),
@@ -137,6 +155,7 @@ class EarlyRecord:
             metrics={k: Stat.from_dict(v) for k, v in data.items() if k not in known},
             chosen=EarlyChoice(int(c["index"]), float(c["x"]), float(c["y"])),
             premise=tuple(data.get("premise") or ()),
+            knee=None if knee is None else EarlyChoice(int(knee["index"]), float(knee["x"]), float(knee["y"])),
         )
 
 
@@ -272,6 +291,75 @@ class SearchRecord:
 
 
 @dataclass(frozen=True)
+class CompareRow:
+    """One schedule of ``--compare``, scored on every unit like the calibrator scores its own candidates.
+
+    ``kind`` is ``large-only`` (the reference), ``calibrated`` (the method's decision) or ``compared`` (a given
+    profile, ``source`` the ``--compare`` argument). ``nfe``, ``steps``, ``calls`` and ``uncond_skipped`` are one
+    video's (the router's counters; the same for every unit), ``flops_ratio`` comes from the schedule's profile cost
+    block at the calibration step count, ``similarity`` is the mean (and ``similarity_std`` the spread) over units of
+    the frame-feature similarity to large-only, ``late`` the late metric against the reference (``late_std``: KID's
+    spread over subsets) and ``others`` the other distribution metric. ``reused``: the large-only pass of the method
+    supplied the frames' features, nothing was computed for this row.
+    """
+
+    name: str
+    kind: str
+    pattern: str
+    schedule: tuple[Mapping[str, Any], ...]
+    nfe: int
+    steps: Mapping[str, int]
+    calls: Mapping[str, int]
+    flops_ratio: float
+    similarity: float
+    similarity_std: float
+    source: str | None = None
+    uncond_skipped: Mapping[str, int] = field(default_factory=dict)
+    late: float | None = None
+    late_std: float | None = None
+    others: Mapping[str, float] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompareRow:
+        row = _record_from(cls, data)
+        return replace(row, schedule=tuple(row.schedule))
+
+
+@dataclass(frozen=True)
+class CompareRecord:
+    """``--compare``: large-only, the calibrated schedule and each given profile's schedule, on the same units.
+
+    An evaluation only: the method's decision is made without it. ``metric`` is the late metric (``fid`` or ``kid``,
+    chosen as the late curve chooses it; None without ``--reference``), ``subset_size`` KID's subset size,
+    ``generated_frames`` the frames per row it used; ``calls`` the transformer calls the comparison computed.
+    """
+
+    rows: tuple[CompareRow, ...]
+    num_steps: int
+    units: int
+    feature: str | None
+    calls: Mapping[str, int]
+    metric: str | None = None
+    requested: str = "auto"
+    subset_size: int | None = None
+    late_feature: str | None = None
+    reference_frames: int = 0
+    generated_frames: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CompareRecord:
+        record = _record_from(cls, data)
+        return replace(record, rows=tuple(CompareRow.from_dict(r) for r in data["rows"]))
+
+
+@dataclass(frozen=True)
 class CallsRecord:
     """Transformer calls per role: computed, the method's formula, and the same protocol run naively."""
 
@@ -321,10 +409,11 @@ class CalibrationRecord:
     sweep: SweepRecord | None = None
     search: SearchRecord | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    compare: CompareRecord | None = None  # --compare: absent when no schedule was compared
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-        for optional in ("early", "late", "sweep", "search"):  # a block the method did not produce is absent
+        for optional in ("early", "late", "sweep", "search", "compare"):  # a block the method did not produce is absent
             if out[optional] is None:
                 del out[optional]
         return out
@@ -348,4 +437,5 @@ class CalibrationRecord:
             sweep=opt("sweep", SweepRecord),
             search=opt("search", SearchRecord),
             notes=tuple(data.get("notes") or ()),
+            compare=opt("compare", CompareRecord),
         )

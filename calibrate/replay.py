@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from flowblending.errors import FlowBlendingError
-from flowblending.router import RoutingTransformer, cast_inputs
+from flowblending.router import RoutingTransformer
 from flowblending.schedule import Segment
 
 from .divergence import per_sample_distances
@@ -226,7 +226,7 @@ class ReplayTransformer(RoutingTransformer):
             self.replayed += 1
         else:
             model = self.roles[source]
-            cargs, ckwargs = cast_inputs(args, kwargs, self._dtypes[source])
+            cargs, ckwargs = self.model_inputs(source, args, kwargs)  # VACE's scale fitted, floats cast
             out = model(*cargs, **{**ckwargs, "return_dict": False})
             sample = out[0]
             if not torch.isfinite(sample).all():
@@ -245,7 +245,7 @@ class ReplayTransformer(RoutingTransformer):
 
     def _measure(self, step: int, call: int, args: tuple, kwargs: dict, main: torch.Tensor, digest: str) -> None:
         shadow_model = self.roles[self.shadow]
-        sargs, skwargs = cast_inputs(args, kwargs, self._dtypes[self.shadow])
+        sargs, skwargs = self.model_inputs(self.shadow, args, kwargs)
         other = shadow_model(*sargs, **{**skwargs, "return_dict": False})[0]
         self.counters.record(step, self.shadow)
         if not torch.isfinite(other).all():
@@ -253,13 +253,13 @@ class ReplayTransformer(RoutingTransformer):
         if step in self.keep_shadow:  # what the shadow role would return here in a run of its own
             self.shadow_outputs[digest] = other.detach().to(self._dtypes[self.base_role])
         cos, l2 = per_sample_distances(main, other)
-        name = self._call_name
-        if name == "cond_uncond" and len(cos) % 2 == 0:  # LTX: one batched call [uncond, cond]
+        branch = self._branch(call)  # the pipeline's cache_context name, or its family's call order (Cosmos)
+        if branch == "cond_uncond" and len(cos) % 2 == 0:  # one batched call [uncond, cond] (LTX)
             half = len(cos) // 2
             self.divergence.add(step, "uncond", float(cos[:half].mean()), float(l2[:half].mean()))
             self.divergence.add(step, "cond", float(cos[half:].mean()), float(l2[half:].mean()))
         else:
-            label = name if name in ("cond", "uncond") else f"call{call}"
+            label = branch if branch in ("cond", "uncond") else f"call{call}"
             self.divergence.add(step, label, float(cos.mean()), float(l2.mean()))
 
 

@@ -2,7 +2,8 @@
 
 Plots follow the paper: the DINO-similarity curve of the early sweep with the chosen point (sec 4.2, Fig. 4,
 App. B Fig. A2), the late re-entry V-curve of the distribution metric (FID or KID, sec 4.3, Fig. 5) and the
-velocity-divergence U-curve with every boundary marked (sec 5.1, Fig. 6). ``report.md`` embeds them with relative
+velocity-divergence U-curve with every boundary marked (sec 5.1, Fig. 6), and with ``--compare`` the compared
+schedules' similarity and late metric against their FLOPs ratio. ``report.md`` embeds them with relative
 links and tabulates the numbers; when the premise check failed it says so first ("the premise is checked, not
 assumed"). Everything is read from a typed ``CalibrationRecord``.
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from flowblending.atomic import atomic_write, atomic_write_text
 
-from .record import CalibrationRecord, EarlyRecord, LateRecord, Stat, SweepRecord
+from .record import CalibrationRecord, CompareRecord, EarlyRecord, LateRecord, Stat, SweepRecord
 
 __all__ = ["contact_sheet", "side_by_side", "write_contact_sheet", "write_report"]
 
@@ -238,6 +239,11 @@ def _plot_early(figure_cls: Any, early: EarlyRecord, path: Path) -> Path:
         _band(ax, x, dino, color=_COLORS["mean"], label="DINO similarity")
     ax.axhline(early.floor, color="0.4", ls="--", lw=1, label=f"similarity floor {early.floor:g}")
     c = early.chosen
+    if early.knee is not None:
+        ax.plot(
+            [early.knee.x], [early.knee.y], marker="o", ms=9, mfc="none", color=_COLORS["early"], ls="none",
+            label=f"Algorithm 1 knee {early.knee.x:.1f}% (below the floor)",
+        )  # fmt: skip
     ax.plot(
         [c.x], [c.y], marker="*", ms=16, color=_COLORS["early"], ls="none",
         label=f"chosen {c.x:.1f}% (alpha {early.alpha:g})",
@@ -321,6 +327,38 @@ def _plot_front(figure_cls: Any, sweep: SweepRecord, path: Path) -> Path:
     ax.set_title(f"All {len(patterns)} schedules of {k} segments (paper sec 5.2, Fig. 7)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _plot_compare(figure_cls: Any, compare: CompareRecord, path: Path) -> Path:
+    """Similarity to large-only and the late metric of every compared row, labelled with its FLOPs ratio."""
+    rows = sorted(compare.rows, key=lambda r: r.flops_ratio)  # cheapest first
+    labels = [f"{r.name}\n{r.pattern}, {100 * r.flops_ratio:.1f}% FLOPs, NFE {r.nfe}" for r in rows]
+    x = np.arange(len(rows))
+    colors = [{"large-only": "0.5", "calibrated": _COLORS["late"]}.get(r.kind, _COLORS["mean"]) for r in rows]
+    panels = [("similarity", "similarity to large-only (mean ± std)", "higher is better")]
+    if compare.metric is not None:
+        panels.append(("late", compare.metric.upper(), "lower is better"))
+    fig = figure_cls(figsize=(4 + 1.6 * len(rows) * len(panels), 4.5), layout="constrained")
+    for i, (key, name, better) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        values = _arr([getattr(r, key) for r in rows])
+        spread = _arr([r.similarity_std if key == "similarity" else r.late_std for r in rows])
+        spread = np.where(np.isfinite(spread), spread, 0)
+        bars = ax.bar(x, values, yerr=spread, color=colors, capsize=3)
+        ax.bar_label(bars, fmt="%.4g", fontsize=7, padding=2)
+        if key == "similarity":  # similarities crowd below 1: show the range they span
+            low = float(np.nanmin(values - spread))
+            margin = max(1.0 - low, 1e-4)
+            ax.set_ylim(max(0.0, low - 0.5 * margin), 1.0 + 0.2 * margin)
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} ({better})", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(
+        f"Compared schedules vs FLOPs ratio ({compare.units} prompt-seed units, {compare.num_steps} base steps)"
+    )
     fig.savefig(path, dpi=110)
     return path
 
@@ -536,12 +574,7 @@ def _summary(record: CalibrationRecord, profile: Mapping) -> list[str]:
     how = _METHODS.get(record.method)
     lines.append(f"- Method: `{record.method}`" + (f" ({how.format(metric=metric)})" if how else ""))
     if early is not None:
-        c = early.chosen
-        clears = "clears" if c.y >= early.floor else "**misses**"
-        lines.append(
-            f"- Early boundary (Algorithm 1, alpha {_fmt(early.alpha, 'g')}): small model from {_fmt(c.x, '.1f')}% "
-            f"(DINO similarity {_fmt(c.y)}; {clears} the similarity floor {_fmt(early.floor, 'g')})"
-        )
+        lines.append(f"- Early boundary (Algorithm 1, alpha {_fmt(early.alpha, 'g')}): {early.choice_text()}")
     if late is not None:
         src = f"{metric} minimum" if _measured(late) else f"divergence curve (no {metric})"
         lines.append(
@@ -660,8 +693,7 @@ def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
         lines += ["![DINO similarity vs small-model introduction point](early.png)", ""]
     c = early.chosen
     lines += [
-        f"Algorithm 1 with alpha {_fmt(early.alpha, 'g')} chooses {_fmt(c.x, '.1f')}% "
-        f"(DINO similarity {_fmt(c.y)}; similarity floor {_fmt(early.floor, 'g')}). "
+        f"Algorithm 1 with alpha {_fmt(early.alpha, 'g')}: {early.choice_text()}. "
         "x is the small-model introduction point: 0 = small-only, 100 = large-only.",
         "",
     ]
@@ -725,6 +757,56 @@ def _search_section(record: CalibrationRecord, plotted: bool) -> list[str]:
     lines += [f"- {line}" for line in cost.get("summary", [])]
     lines += ["- All schedules: [schedules.csv](schedules.csv), [schedules.json](schedules.json)", ""]
     return lines
+
+
+def _per_role(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{_cell(str(role))} {n}" for role, n in counts.items()) or "none"
+
+
+def _compare_section(compare: CompareRecord | None, plotted: bool) -> list[str]:
+    if compare is None or not compare.rows:
+        return []
+    metric = compare.metric.upper() if compare.metric else None
+    alt = f"similarity and {metric}" if metric else "similarity"
+    lines = ["## Comparing given schedules", ""]
+    if plotted:
+        lines += [f"![{alt} of every compared schedule against its FLOPs ratio](compare.png)", ""]
+    against = (
+        f"; {metric} on `{compare.late_feature}` features over {compare.generated_frames} generated frames per "
+        f"schedule against {compare.reference_frames} reference frames"
+        + (f" (subsets of {compare.subset_size})" if compare.subset_size else "")
+        if metric
+        else "; no --reference, so no late metric"
+    )
+    lines += [
+        f"Every schedule on the same {compare.units} prompt-seed units at the calibration setting ({compare.num_steps} "
+        "base steps), generated through the runtime's router; similarity to large-only on "
+        f"`{compare.feature}` features{against}. An evaluation only: the calibrated schedule is the method's "
+        "decision, made without these rows. NFE, steps and calls are one video's (LTX makes one batched "
+        "[uncond, cond] call per step; a role at guidance 1 runs on the cond half).",
+        "",
+    ]
+    header = ["schedule", "kind", "pattern", "NFE", "FLOPs ratio", "similarity mean", "similarity std"]
+    header += [metric, f"{metric} std"] if metric == "KID" else [metric] if metric else []
+    header += ["steps per role", "calls per role"]
+    rows = []
+    for r in compare.rows:
+        row = [_cell(r.name), r.kind + (" (reused)" if r.reused else ""), _cell(r.pattern), str(r.nfe)]
+        row += [_fmt(r.flops_ratio), _fmt(r.similarity), _fmt(r.similarity_std)]
+        row += (
+            [_fmt(r.late, ".4g"), _fmt(r.late_std, ".4g")]
+            if metric == "KID"
+            else [_fmt(r.late, ".4g")]
+            if metric
+            else []
+        )
+        rows.append([*row, _per_role(r.steps), _per_role(r.calls)])
+    sources = [f"`{_cell(r.name)}`: {_cell(r.source)}" for r in compare.rows if r.source]
+    lines += _table(header, rows)
+    if sources:
+        lines += ["", "Compared profiles:", "", *[f"- {s}" for s in sources]]
+    calls = _per_role(compare.calls)
+    return [*lines, "", f"Transformer calls the comparison computed: {calls}.", ""]
 
 
 def _samples_section(rows: list[tuple], fps: int, sheet: bool) -> list[str]:
@@ -792,6 +874,7 @@ def _markdown(
     lines += _early_section(record.early, plotted.get("early", False))
     lines += _late_section(record.late, plotted.get("late", False))
     lines += _search_section(record, plotted.get("front", False))
+    lines += _compare_section(record.compare, plotted.get("compare", False))
     lines += _samples_section(samples, fps, plotted.get("contact", False))
     if record.notes:
         lines += ["## Notes", "", *_bullets(record.notes), ""]
@@ -840,10 +923,14 @@ def write_report(
         if record.sweep is not None:
             _plot_front(figure_cls, record.sweep, out / "front.png")
             plotted["front"] = True
+    if record.compare is not None and record.compare.rows:
+        _plot_compare(figure_cls, record.compare, out / "compare.png")
+        plotted["compare"] = True
     if samples and any(samples.values()):
         write_contact_sheet(samples, out / CONTACT_SHEET)
         plotted["contact"] = True
     images = {"divergence": "divergence.png", "early": "early.png", "late": "late.png", "front": "front.png"}
+    images["compare"] = "compare.png"
     images["contact"] = CONTACT_SHEET
     for key, name in images.items():
         if key not in plotted:  # left by an earlier report in this folder

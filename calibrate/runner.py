@@ -1,5 +1,8 @@
 """Run a calibration: resolve the device, load the pair, check the work dir, compute, then finalize.
 
+With ``--compare`` the compared profiles are checked before any weight loads and their other roles loaded with the
+pair; after the method's compute the comparison scores its decision (:mod:`calibrate.compare`).
+
 Under ``torchrun`` / ``accelerate launch`` each rank computes its share of the units (see
 :mod:`flowblending.distributed`) into the shared work dir and rank 0 finalizes from it; the work-dir layout is
 :mod:`calibrate.workdir`'s, the methods are :mod:`calibrate.methods`.
@@ -29,7 +32,7 @@ from .workdir import WorkDir
 
 Log = Callable[[str], None]
 
-__all__ = ["CalibrationOutcome", "calibrate", "load_pair", "resolve_device"]
+__all__ = ["CalibrationOutcome", "calibrate", "large_pipeline_class", "load_pair", "resolve_device"]
 
 
 def resolve_device(device: str | None, dtype: str, rank: int = 0, world_size: int = 1) -> tuple[str, torch.dtype]:
@@ -41,6 +44,23 @@ def resolve_device(device: str | None, dtype: str, rank: int = 0, world_size: in
     if dtype == "auto":
         return device, torch.bfloat16 if device.startswith("cuda") else torch.float32
     return device, getattr(torch, dtype)
+
+
+def large_pipeline_class(config: CalibrationConfig) -> str:
+    """The pipeline class ``--large``'s ``model_index.json`` names, read without weights ("" when unreadable: a
+    missing model fails when it loads, with the loader's message)."""
+    from diffusers import DiffusionPipeline
+
+    from flowblending.profile import resolve_model_location
+
+    index: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        index = DiffusionPipeline.load_config(
+            resolve_model_location(config.large),
+            revision=config.large_revision,
+            **({"local_files_only": config.local_files_only} if config.local_files_only is not None else {}),
+        )
+    return str(index.get("_class_name", ""))
 
 
 def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tuple[Any, Any, str | None]:
@@ -57,14 +77,7 @@ def load_pair(config: CalibrationConfig, device: str, dtype: torch.dtype) -> tup
         from_kwargs["local_files_only"] = config.local_files_only
     from flowblending.families import check_pipeline
 
-    index: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):  # a missing model fails below, with the loader's message
-        index = DiffusionPipeline.load_config(
-            resolve_model_location(config.large),
-            revision=config.large_revision,
-            **({"local_files_only": config.local_files_only} if config.local_files_only is not None else {}),
-        )
-    check_pipeline(str(index.get("_class_name", "")), f"--large {config.large!r} is a")  # before any weights load
+    check_pipeline(large_pipeline_class(config), f"--large {config.large!r} is a")  # before any weights load
     try:
         pipe = DiffusionPipeline.from_pretrained(
             resolve_model_location(config.large), revision=config.large_revision, **from_kwargs
@@ -164,17 +177,25 @@ def calibrate(
     out_path = Path(output) if output else None
     default_work = out_path.parent / (out_path.stem + ".work") if out_path else Path("flowblending-calibration.work")
     work = WorkDir(work_dir or default_work)
+    from .compare import compute_compare, load_compared, read_compared
+
+    # the --compare profiles are checked before any weights load
+    compared = read_compared(config, large_pipeline_class(config)) if config.compare else ()
     log(f"loading large {config.large} and small {config.small} on {device} ({str(dtype).replace('torch.', '')})")
     pipe, small, small_sub = load_pair(config, device, dtype)
     num_steps, call_kwargs = _setting(config, pipe)
+    from flowblending.experts import base_transformer
+
+    if compared:
+        log(f"loading the other roles of --compare {', '.join(config.compare)}")
+        base, pair_small = base_transformer(pipe), (small, small_sub)
+        compared = load_compared(config, compared, base, pair_small, num_steps, device=device, dtype=dtype)
     setting = {"num_inference_steps": num_steps, **call_kwargs, "scheduler": type(pipe.scheduler).__name__}
     work.check({**config.identity(), "setting": setting}, config.to_json(), is_main=procs.is_main, wait=procs.wait)
     if procs.is_main:
         work.write_json(work.pair, _pair_info(pipe, small, small_sub, num_steps, call_kwargs))
     log(f"work dir {work.root}")
     units = units_of(config.prompts, config.seeds, config.images)
-    from flowblending.experts import base_transformer
-
     sampler = ReplaySampler(pipe, {"large": base_transformer(pipe), "small": small}, call_kwargs, num_steps)
     ctx = Context(
         config,
@@ -189,7 +210,10 @@ def calibrate(
         progress=progress,
         fail_after_units=fail_after_units,
     )
-    get_method(config.method).compute(ctx)
+    method = get_method(config.method)
+    method.compute(ctx)
+    if compared:  # an evaluation of the method's decision, which it does not change
+        compute_compare(ctx, method, compared)
     if not procs.is_main:
         log(f"done: computed {dict(sampler.calls)}; rank 0 writes the profile")
         return None

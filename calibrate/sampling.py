@@ -88,8 +88,6 @@ class ReplaySampler:
 
         An image pipeline's image is a one-frame video (F = 1).
         """
-        from flowblending.video import videos_of
-
         transformer = ReplayTransformer(
             self.models,
             sources,
@@ -101,23 +99,34 @@ class ReplaySampler:
             capture_first_step=capture,
         )
         install(self.pipe, transformer)
-        kwargs = dict(self.call_kwargs)
+        frames = self.generate(unit, self.unit_kwargs(unit), decode=decode)
+        for role, n in transformer.counters.calls.items():
+            self.calls[role] = self.calls.get(role, 0) + n
+        self.replayed += transformer.replayed
+        self.reused += transformer.reused
+        return frames, transformer
+
+    def unit_kwargs(self, unit: Unit) -> dict[str, Any]:
+        """The pipeline arguments of one unit's generation at the calibration setting (prompt and seed aside)."""
+        kwargs = {**self.call_kwargs, "num_inference_steps": self.num_steps}
         if unit.image is not None:
             kwargs["image"] = unit.image
+        return kwargs
+
+    def generate(self, unit: Unit, kwargs: Mapping[str, Any], *, decode: bool = True) -> torch.Tensor:
+        """Frames (1, F, 3, H, W) in [0, 1] (latents if ``decode=False``) of one call of the pipeline as it is set up
+        now (whatever transformer is installed), with the unit's prompt and seed and the given arguments."""
+        from flowblending.video import videos_of
+
         output_type = "pt" if decode else "latent"
         with torch.no_grad():
             out = self.pipe(
                 prompt=unit.prompt,
                 generator=torch.Generator(device="cpu").manual_seed(unit.seed),
-                num_inference_steps=self.num_steps,
                 output_type=output_type,
                 **kwargs,
             )
-        for role, n in transformer.counters.calls.items():
-            self.calls[role] = self.calls.get(role, 0) + n
-        self.replayed += transformer.replayed
-        self.reused += transformer.reused
-        return videos_of(out, output_type).float().cpu(), transformer
+        return videos_of(out, output_type).float().cpu()
 
     def calls_since(self, before: Mapping[str, int]) -> dict[str, int]:
         """Transformer calls per role computed since the snapshot ``before = dict(sampler.calls)``."""

@@ -8,6 +8,7 @@ and recomputes only what was not finished)::
     pair.json                    pipeline/transformer classes, parameter counts, scheduler, setting
     reference-<feature>.pt       FID statistics of the reference frames (computed once)
     search-K<k>-B<b>.json        --method search: the beam search over all units
+    compare.json                 --compare: the schedules compared (name, kind, digest, pattern, NFE, FLOPs ratio)
     units/<index>-s<seed>/       one (prompt, seed) unit
         trajectory.json          the large-only path: divergence per step and call, sigmas, FLOPs per step
         early.json               full: similarity to large-only of every early switch L->S(k), calls computed
@@ -16,6 +17,8 @@ and recomputes only what was not finished)::
         features.pt              full: FID features of large-only and of every L->S(k)
         pass2-e<e>.pt            full: FID features of every late candidate for early boundary e, calls
         sweep-K<k>.pt            sweep: similarity and FID features of all 2^K schedules, trie statistics
+        compare-<digest>.pt      --compare: one schedule's features, similarity to large-only and calls (the
+                                 digest names the schedule and the models it runs)
         samples-<label>.npz      uint8 frames for the report (first --samples units)
 
 Nothing else in the calibrator spells a path of the work directory.
@@ -72,6 +75,10 @@ class WorkDir:
     def search(self, segments: int, beam_width: int) -> Path:
         return self.root / f"search-K{segments}-B{beam_width}.json"
 
+    @property
+    def compare(self) -> Path:
+        return self.root / "compare.json"
+
     # -- files of one unit ----------------------------------------------------------------------------------
 
     def unit_dir(self, unit: Unit) -> Path:
@@ -97,6 +104,9 @@ class WorkDir:
 
     def sweep(self, unit: Unit, segments: int) -> Path:
         return self.unit_dir(unit) / f"sweep-K{segments}.pt"
+
+    def compare_row(self, unit: Unit, digest: str) -> Path:
+        return self.unit_dir(unit) / f"compare-{digest}.pt"
 
     def samples(self, unit: Unit, label: str) -> Path:
         return self.unit_dir(unit) / f"samples-{label}.npz"

@@ -82,12 +82,16 @@ def measure_call_flops(model: Any, args: Sequence[Any] = (), kwargs: Mapping[str
     from torch.utils.flop_counter import FlopCounterMode
 
     from .experts import single_model
+    from .families import family_of_transformer
 
     if isinstance(model, tuple):
         model_cls, config = model
     else:
         model = single_model(model)
         model_cls, config = type(model), model.config
+    family = family_of_transformer(model_cls.__name__)
+    if family is not None:  # inputs sized for the pipeline's transformer, as the router fits them (VACE's scale)
+        kwargs = family.fit_inputs(dict(kwargs or {}), config, model_cls.__name__)
     with torch.device("meta"):
         meta_model = model_cls.from_config(config)
     meta_model.eval()

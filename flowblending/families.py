@@ -2,10 +2,12 @@
 
 A family is a set of diffusers pipelines whose transformers come in several sizes that share one VAE latent
 space and one text encoder, so a large and a small transformer can be swapped step by step. Each entry says how
-the pipeline calls its transformer (which decides how the router and the calibrator split CFG calls), the CFG
-formula, what carries the step, how sigmas are made, whether the pipeline takes a custom ``timesteps=`` /
-``sigmas=`` list, how latents are decoded, and how FlowBlending tests it. ``flowblending models`` prints this
-table and docs/models.md shows it.
+the pipeline calls its transformer (which decides how the router and the calibrator split CFG calls: the order of
+the branches, and which branch a call is when the pipeline names none), the CFG formula (which the router rewrites
+outputs through for a segment's own ``guidance_scale``, always meant as the pipeline's own ``guidance_scale``
+argument), a call input each role needs at its own size (VACE's per-layer scale), what carries the step, how
+sigmas are made, whether the pipeline takes a custom ``timesteps=`` / ``sigmas=`` list, how latents are decoded,
+and how FlowBlending tests it. ``flowblending models`` prints this table and docs/models.md shows it.
 
 Pipelines that cannot be routed step by step are refused in one line by :func:`check_pipeline` before any
 weights are loaded.
@@ -14,6 +16,7 @@ weights are loaded.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,14 +25,17 @@ from .errors import FlowBlendingError
 __all__ = [
     "FAMILIES",
     "Family",
+    "LayerInput",
     "UnsupportedPipelineError",
     "check_pipeline",
     "family_of",
+    "family_of_transformer",
     "markdown_table",
     "schedule_argument",
 ]
 
 CfgCall = Literal["separate", "batched"]
+Branch = Literal["cond", "uncond"]
 Status = Literal["tested", "untested", "refused"]
 
 
@@ -38,11 +44,55 @@ class UnsupportedPipelineError(FlowBlendingError):
 
 
 @dataclass(frozen=True)
+class LayerInput:
+    """A transformer input with one entry per layer of a config field, which the pipeline sizes for the base model.
+
+    WanVACEPipeline turns its ``conditioning_scale`` argument into ``control_hidden_states_scale`` with one entry per
+    ``pipe.transformer.config.vace_layers`` (the base model's: the router exposes its config), and each VACE
+    transformer raises on a scale of another length; Wan2.1-VACE-14B has 8 VACE layers and VACE-1.3B 15. A uniform
+    scale (what a float ``conditioning_scale``, the default 1.0, gives) means the same for any number of layers, so
+    :meth:`fit` repeats its value to the running model's length; a per-layer scale has no such meaning and is refused.
+    """
+
+    name: str  # the transformer call's keyword argument
+    config_field: str  # the config field with one element per entry
+    pipeline_argument: str  # the pipeline argument it is made from
+    layers: str  # what the entries are, for messages
+
+    def __str__(self) -> str:
+        return f"{self.name}: one entry per {self.config_field} (from {self.pipeline_argument})"
+
+    def fit(self, kwargs: dict[str, Any], config: Mapping[str, Any], role: str) -> dict[str, Any]:
+        """``kwargs`` with this input resized to the model of ``config`` (role ``role``); refuses a non-uniform one."""
+        value, layers = kwargs.get(self.name), config.get(self.config_field)
+        if value is None or layers is None or not hasattr(value, "shape") or value.dim() != 1:
+            return kwargs
+        have, want = int(value.shape[0]), len(layers)
+        if have == want or have == 0:
+            return kwargs
+        if value.is_meta:  # counting FLOPs (flowblending.cost): no values, only the length matters
+            return {**kwargs, self.name: value[:1].expand(want)}
+        if not bool((value == value[0]).all()):
+            raise FlowBlendingError(
+                f"{self.name} has {have} entries (the pipeline's transformer has {have} {self.layers}) but role "
+                f"{role!r} has {want} {self.layers}, and its values {value.tolist()} differ per layer, so they cannot "
+                f"be mapped to {want}; pass a single float {self.pipeline_argument} (one scale for every layer)."
+            )
+        return {**kwargs, self.name: value[:1].repeat(want)}  # the same value, dtype and device
+
+
+@dataclass(frozen=True)
 class Family:
     """How one family's pipelines call their transformer, and how FlowBlending supports them.
 
     ``cfg_call``: ``"separate"`` = one call for the conditional and one for the unconditional branch per step,
-    ``"batched"`` = one call on the concatenated batch. ``custom_schedule``: which of ``timesteps=`` and
+    ``"batched"`` = one call on the concatenated batch. ``cfg_order``: the two branches in the order the pipeline
+    computes them (its calls of a step, or the halves of its batch); the router labels a call by it when the pipeline
+    names none with ``cache_context`` (Cosmos, Sana, SD3). ``cfg_anchor``: the branch the guidance term is added to,
+    ``"uncond"`` in ``uncond + g (cond - uncond)``, ``"cond"`` in Cosmos' ``cond + g (cond - uncond)``; a segment's
+    ``guidance_scale`` is the pipeline's own ``guidance_scale`` argument, so the router rewrites outputs through this
+    formula. ``layer_input``: a call input sized for the base model that each role needs at its own size
+    (:class:`LayerInput`; the router applies :meth:`fit_inputs`). ``custom_schedule``: which of ``timesteps=`` and
     ``sigmas=`` the pipeline's ``__call__`` accepts (``"none"``: only the scheduler can be given sigmas).
     ``builds_sigmas``: pipelines of the family whose ``__call__`` lists ``timesteps=`` but always builds sigmas
     too, so that passing ``timesteps`` raises. ``tests``: the test files that run its tiny offline pipelines
@@ -56,6 +106,8 @@ class Family:
     sizes: tuple[str, ...]
     media: Literal["video", "image"]
     cfg_call: CfgCall
+    cfg_order: tuple[Branch, Branch]
+    cfg_anchor: Branch
     cfg_formula: str
     step_argument: str
     sigmas: str
@@ -67,14 +119,32 @@ class Family:
     caveats: tuple[str, ...] = ()
     refusal: str | None = None
     builds_sigmas: tuple[str, ...] = ()
+    layer_input: LayerInput | None = None
 
     def __post_init__(self) -> None:
         if (self.status == "refused") != (self.refusal is not None):
             raise ValueError(f"family {self.key!r}: a refused family needs a refusal reason, and only it has one.")
+        if sorted(self.cfg_order) != ["cond", "uncond"]:
+            raise ValueError(
+                f"family {self.key!r}: cfg_order must hold 'cond' and 'uncond' once, got {self.cfg_order}."
+            )
+        if not self.cfg_formula.startswith(f"{self.cfg_anchor} + g (cond - uncond)"):
+            raise ValueError(
+                f"family {self.key!r}: cfg_formula {self.cfg_formula!r} is not {self.cfg_anchor}-anchored."
+            )
+        if self.cfg_call == "batched" and (self.cfg_order, self.cfg_anchor) != (("uncond", "cond"), "uncond"):
+            # the router splits a batched call as [uncond, cond] and rewrites its cond half (u + g (c - u))
+            raise ValueError(f"family {self.key!r}: the router handles batched CFG as [uncond, cond], uncond-anchored.")
+
+    def fit_inputs(self, kwargs: dict[str, Any], config: Mapping[str, Any], role: str) -> dict[str, Any]:
+        """A transformer call's keyword inputs as the model of ``config`` (role ``role``) takes them."""
+        return kwargs if self.layer_input is None else self.layer_input.fit(kwargs, config, role)
 
 
 _WAN_VAE = "AutoencoderKLWan: latents * latents_std + latents_mean, then decode"
 _WAN_CFG = "uncond + g (cond - uncond)"
+_CALLS: tuple[Branch, Branch] = ("cond", "uncond")  # separate calls: cond first, then uncond
+_BATCH: tuple[Branch, Branch] = ("uncond", "cond")  # one batched call on [uncond, cond]
 
 FAMILIES: dict[str, Family] = {
     f.key: f
@@ -87,6 +157,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("Wan-AI/Wan2.1-T2V-14B-Diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (one per sample)",
             sigmas="UniPC flow matching, flow shift 3 (480p) / 5 (720p)",
@@ -107,6 +179,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("Wan-AI/Wan2.1-VACE-14B-diffusers", "Wan-AI/Wan2.1-VACE-1.3B-diffusers"),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument=(
                 "timestep (one per sample); every call also gets control_hidden_states (96 channels: the video's "
@@ -117,14 +191,18 @@ FAMILIES: dict[str, Family] = {
             decode=_WAN_VAE,
             status="tested",
             status_note=(
-                "tiny pairs with as many VACE layers; the 14B + 1.3B pair (8 vs 15 VACE layers) is refused until the "
-                "router gives each role a conditioning_scale of its own length"
+                "tiny pairs with as many VACE layers and with other counts per role (as the 14B's 8 vs the 1.3B's 15 "
+                "VACE layers)"
             ),
             tests=("tests/test_families.py", "tests/test_vace.py"),
+            layer_input=LayerInput(
+                "control_hidden_states_scale", "vace_layers", "conditioning_scale", layers="VACE layers"
+            ),
             caveats=(
                 "WanVACEPipeline sizes conditioning_scale by pipe.transformer.config.vace_layers (the large role's) "
-                "and a VACE transformer raises on a scale of another length: the pair check refuses models whose "
-                "vace_layers counts differ, which the real 14B (8) and 1.3B (15) do",
+                "and a VACE transformer raises on a scale of another length: the router repeats a uniform scale (a "
+                "float conditioning_scale, the default 1.0) to each role's number of VACE layers (the real 14B has 8, "
+                "the 1.3B 15) and refuses a per-layer conditioning_scale when the counts differ",
                 "both roles get the same control latents, so the small model must be a VACE model too (the pair "
                 "check compares vace_in_channels)",
                 "without video and mask the pipeline conditions on a zero video under an all-ones mask (text to video)",
@@ -139,6 +217,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-I2V-A14B-Diffusers"),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG + " (guidance_scale_2 below the boundary)",
             step_argument="timestep; transformer for t >= boundary_ratio x 1000, transformer_2 below",
             sigmas="UniPC flow matching, the repository's flow shift",
@@ -163,6 +243,8 @@ FAMILIES: dict[str, Family] = {
             ),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (one per sample)",
             sigmas="UniPC flow matching, flow shift 8 (T2V) / 5 (I2V)",
@@ -184,6 +266,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("Skywork/SkyReels-V2-DF-14B-540P-Diffusers", "Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers"),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="one timestep per frame",
             sigmas="one scheduler per frame",
@@ -208,6 +292,8 @@ FAMILIES: dict[str, Family] = {
             ),
             media="video",
             cfg_call="batched",
+            cfg_order=_BATCH,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (per token for image conditioning)",
             sigmas=(
@@ -236,6 +322,8 @@ FAMILIES: dict[str, Family] = {
             ),
             media="video",
             cfg_call="separate",
+            cfg_order=_CALLS,
+            cfg_anchor="cond",
             cfg_formula="cond + g (cond - uncond), on the x0 predictions (no CFG at g <= 1)",
             step_argument=(
                 "timestep t = sigma / (sigma + 1): one per latent frame for Video2World (the conditioning frame's "
@@ -256,8 +344,11 @@ FAMILIES: dict[str, Family] = {
                 "to run without one) and torchvision (CosmosTransformer3DModel resizes its padding mask with it); "
                 "the tiny tests run with test-only stand-ins (flowblending.testing.families.cosmos_stand_ins)",
                 "Video2World needs a conditioning image: calibrate with --images, run with --image",
-                "no cache_context: per-segment guidance_scale is refused, except 1, which is not honoured yet (the "
-                "pipeline's CFG still runs)",
+                "no cache_context: the router takes a step's first call for cond and its second for uncond (this "
+                "table's cfg_order); a segment's guidance_scale is the pipeline's own guidance_scale argument, the g "
+                "of cond + g (cond - uncond) (Wan's g is that of uncond + g (cond - uncond)): 1 runs the conditional "
+                "branch only (the uncond call is answered with the cond output), g > 1 is applied exactly through the "
+                "pipeline's formula, and below 1 is refused (the pipeline turns CFG off at g <= 1: use 1)",
                 "the divergence the calibrator measures is on the raw transformer output F, not on the velocity",
                 "the safety checker gets the decoded frames as uint8: outputs are multiples of 1/255",
             ),
@@ -273,6 +364,8 @@ FAMILIES: dict[str, Family] = {
             ),
             media="image",
             cfg_call="batched",
+            cfg_order=_BATCH,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (one per sample)",
             sigmas="DPM-Solver++ flow matching, flow shift 3",
@@ -295,6 +388,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("stabilityai/stable-diffusion-3.5-large", "stabilityai/stable-diffusion-3.5-medium"),
             media="image",
             cfg_call="batched",
+            cfg_order=_BATCH,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (one per sample)",
             sigmas="FlowMatchEuler, shift 3",
@@ -317,6 +412,8 @@ FAMILIES: dict[str, Family] = {
             sizes=("THUDM/CogVideoX-5b", "THUDM/CogVideoX-2b"),
             media="video",
             cfg_call="batched",
+            cfg_order=_BATCH,
+            cfg_anchor="uncond",
             cfg_formula=_WAN_CFG,
             step_argument="timestep (v-prediction DDIM / DPM)",
             sigmas="CogVideoXDDIM / CogVideoXDPM (no step_index)",
@@ -337,6 +434,14 @@ def family_of(pipeline_class: str) -> Family | None:
     """The family whose pipelines include ``pipeline_class`` (refused families first), or None if unknown."""
     for family in sorted(FAMILIES.values(), key=lambda f: f.status != "refused"):
         if pipeline_class in family.pipelines:
+            return family
+    return None
+
+
+def family_of_transformer(transformer_class: str) -> Family | None:
+    """The first family (of those not refused) whose pipelines use ``transformer_class``, or None if unknown."""
+    for family in FAMILIES.values():
+        if family.refusal is None and family.transformer_class == transformer_class:
             return family
     return None
 

@@ -74,6 +74,8 @@ def check_compatible(base: Any, other: Any, base_role: str = "large", other_role
     """Raise IncompatibleModelsError naming the first config field on which two transformers disagree.
 
     An :class:`~flowblending.experts.ExpertPair` is described by its high expert (the low one must match it).
+    Fields an input is sized by per model may differ (VACE's ``vace_layers``): the router fits those inputs to
+    each role (:class:`flowblending.families.LayerInput`).
     """
     if isinstance(base, ExpertPair):
         check_compatible(base.high, base.low, f"{base_role} (high-noise expert)", f"{base_role} (low-noise expert)")
@@ -97,14 +99,6 @@ def check_compatible(base: Any, other: Any, base_role: str = "large", other_role
                 f"transformers of roles {base_role!r} and {other_role!r} differ in config field {name!r}: "
                 f"{a!r} vs {b!r}; they cannot share latents and text embeddings. Use a pair of the same family."
             )
-    a, b = base_cfg.get("vace_layers"), other_cfg.get("vace_layers")
-    if a is not None and b is not None and len(a) != len(b):
-        raise IncompatibleModelsError(
-            f"transformers of roles {base_role!r} and {other_role!r} differ in the number of VACE layers (config "
-            f"field 'vace_layers'): {len(a)} vs {len(b)}; WanVACEPipeline sizes conditioning_scale by the "
-            f"{base_role!r} model's vace_layers and a VACE transformer refuses a scale of another length, so this pair "
-            "cannot be blended yet. Use two VACE models with as many vace_layers."
-        )
 
 
 def _dtype_kwargs(torch_dtype: torch.dtype | None) -> dict[str, Any]:

@@ -16,9 +16,16 @@ set to the stretch's length (docs/acceleration.md).
 A schedule whose segments run their own step count (``Segment.steps``, paper section 6(b)) needs the pipeline to
 run the composed noise levels; :func:`flowblending.generate.composed_call` passes them and tells the router the
 segment of each run step (:meth:`RoutingTransformer.expect_run`), which the router checks against the scheduler.
-A segment with ``guidance_scale`` 1 computes no unconditional branch while the pipeline runs CFG: LTX's batched
-[uncond, cond] call runs the model on the cond half only and returns it for both halves, Wan's uncond call is
-answered with the step's cond output without calling the model; CFG then gives exactly the cond prediction.
+Which CFG branch a call is comes from the pipeline's ``cache_context`` name (``"cond"``, ``"uncond"``,
+``"cond_uncond"``) or, for a pipeline that names none (Cosmos, Sana, SD3), from its family in
+:mod:`flowblending.families`: the branch order of its calls or batch halves (``cfg_order``), and the CFG formula a
+per-segment ``guidance_scale`` is rewritten through (``cfg_anchor``: ``uncond + g (cond - uncond)`` or Cosmos'
+``cond + g (cond - uncond)``). A segment's ``guidance_scale`` means what the pipeline's own ``guidance_scale``
+argument means. A segment with ``guidance_scale`` 1 computes no unconditional branch while the pipeline runs CFG:
+a batched [uncond, cond] call (LTX) runs the model on the cond half only and returns it for both halves, a separate
+uncond call (Wan, Cosmos) is answered with the step's cond output without calling the model; CFG then gives exactly
+the cond prediction. A call input the pipeline sizes for the base model (VACE's per-layer
+``control_hidden_states_scale``) is fitted to the running model by its family (:meth:`Family.fit_inputs`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 from diffusers.models.modeling_utils import ModelMixin
 
 from .errors import FlowBlendingError
+from .families import Branch, Family, family_of
 from .schedule import Segment, has_own_steps, plan_by_sigma, plan_segments
 
 Routing = Literal["fraction", "sigma"]
@@ -48,7 +56,8 @@ class RunCounters:
     """Per-run counters: transformer calls and distinct steps per role, and the role of every step.
 
     ``uncond_skipped``: per role, the unconditional branches not computed because the segment runs with
-    ``guidance_scale`` 1 (one per step: LTX's half batch, Wan's uncond call, which is then not in ``calls``).
+    ``guidance_scale`` 1 (one per step: LTX's half batch, Wan's or Cosmos' uncond call, which is then not in
+    ``calls``).
     """
 
     num_steps: int = 0
@@ -127,6 +136,10 @@ class RoutingTransformer(ModelMixin):
         self._plan: tuple[int, ...] = ()
         self._call_name: str | None = None
         self._call_context: dict[str, Any] = {}
+        # the attached pipeline's family (its CFG call pattern and formula, inputs fitted per role), set per run
+        self._family: Family | None = None
+        # (step, index of the latest call within that step)
+        self._call_count: tuple[int, int] = (-1, -1)
         # per step: (first step, length) of the stretch of consecutive steps of one role that holds it
         self._stretches: tuple[tuple[int, int], ...] = ()
         self._active_stretch: int | None = None
@@ -311,6 +324,8 @@ class RoutingTransformer(ModelMixin):
         self._run_timesteps = timesteps
         self._pending_cond = self._pending_out = None
         self._last_step, self._last_timestep = -1, None
+        self._family = family_of(type(self._pipeline()).__name__)
+        self._call_count = (-1, -1)
         self._timestep_values = () if hasattr(scheduler, "step_index") else tuple(float(t) for t in timesteps)
         # ModelMixin.dtype walks every module: read it once per run (pipe.to() between runs is picked up)
         self._dtypes = {role: model.dtype for role, model in self.roles.items()}
@@ -343,27 +358,29 @@ class RoutingTransformer(ModelMixin):
     # --- the call -------------------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         step = self._current_step()
+        call = self._count_call(step)
         segment = self.schedule[self._plan[step]]
         model = self.roles[segment.model]
         start, length = self._stretches[step]
         if start != self._active_stretch:
             self._enter_stretch(segment.model, model, start, length)
-        known_call = self._call_name in ("cond", "uncond", "cond_uncond")
-        cond_only = segment.guidance_scale == 1.0 and known_call and self._cfg_active()
-        if cond_only and self._call_name == "uncond":
+        branch = self._branch(call)
+        cond_only = segment.guidance_scale == 1.0 and branch is not None and self._cfg_active()
+        if cond_only and branch == "uncond":
             pending = self._pending_out
             if pending is None or pending[0] != step:
                 raise FlowBlendingError(
                     f"step {step}: the pipeline made its uncond call before the cond call; guidance_scale 1 answers "
-                    "the uncond call with the cond output, so it needs the cond call first (as in Wan pipelines)."
+                    "the uncond call with the cond output, so it needs the cond call first (as in Wan and Cosmos)."
                 )
-            self._pending_out = None  # Wan: CFG of u = c is c; the model is not called for the uncond branch
+            # answer u := c: u + g (c - u) = c and c + g (c - u) = c (also on Cosmos' shared x0 = c_skip x + c_out F)
+            self._pending_out = None
             self.counters.record_skip(step, segment.model)
             return pending[1]
-        halves = cond_only and self._call_name == "cond_uncond"
+        halves = cond_only and branch == "cond_uncond"
         if halves:
             args, kwargs = _cond_half(args, kwargs)
-        args, kwargs = cast_inputs(args, kwargs, self._dtypes[segment.model])
+        args, kwargs = self.model_inputs(segment.model, args, kwargs)
         if self._call_name is not None and hasattr(model, "cache_context"):
             context = dict(self._call_context)
             if "step_index" in context:
@@ -381,14 +398,43 @@ class RoutingTransformer(ModelMixin):
             self.counters.record_skip(step, segment.model)
             sample = torch.cat([sample, sample])
         elif segment.guidance_scale is not None and not cond_only:
-            sample = self._guide(step, sample, segment.guidance_scale)
+            sample = self._guide(step, sample, segment.guidance_scale, branch)
         if isinstance(out, tuple):
             out = (sample, *out[1:])
         else:
             out.sample = sample
-        if cond_only and self._call_name == "cond":  # Wan: the step's uncond call gets this output
+        if cond_only and branch == "cond":  # separate calls: the step's uncond call gets this output
             self._pending_out = (step, out)
         return out
+
+    def model_inputs(self, role: str, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """A call's inputs as ``role``'s model takes them: fitted by the pipeline's family, floats cast to its dtype."""
+        if self._family is not None and self._family.layer_input is not None:
+            kwargs = self._family.fit_inputs(kwargs, getattr(self.roles[role], "config", None) or {}, role)
+        return cast_inputs(args, kwargs, self._dtypes[role])
+
+    def _count_call(self, step: int) -> int:
+        """The index of this call within its step (0 for the step's first call)."""
+        last, index = self._call_count
+        index = index + 1 if last == step else 0
+        self._call_count = (step, index)
+        return index
+
+    def _branch(self, call: int) -> str | None:
+        """Which CFG branch the ``call``-th call of a step is: ``"cond"``, ``"uncond"``, ``"cond_uncond"`` or None.
+
+        The pipeline's ``cache_context`` name when it gives one of these; otherwise, while the pipeline runs CFG, the
+        family table's order (``cfg_order``): the separate calls of a step in that order, or one batched call on
+        [uncond, cond]. A call beyond the pattern (SD3's skip-layer call) or of an unknown pipeline is None.
+        """
+        if self._call_name in ("cond", "uncond", "cond_uncond"):
+            return self._call_name
+        family = self._family
+        if self._call_name is not None or family is None or not self._cfg_active():
+            return None
+        if family.cfg_call == "batched":
+            return "cond_uncond" if call == 0 else None
+        return family.cfg_order[call] if call < len(family.cfg_order) else None
 
     def _cfg_active(self) -> bool:
         """Whether the pipeline runs classifier-free guidance now (both branches), as its own property says."""
@@ -406,8 +452,12 @@ class RoutingTransformer(ModelMixin):
         for callback in self.stretch_callbacks.values():
             callback(role, model, start, length, len(self._plan))
 
-    def _guide(self, step: int, sample: torch.Tensor, scale: float) -> torch.Tensor:
-        """Turn the pipeline's CFG ``u + g (c - u)`` into ``u + g' (c - u)`` for a per-segment scale ``g'``."""
+    def _guide(self, step: int, sample: torch.Tensor, scale: float, branch: str | None) -> torch.Tensor:
+        """Turn the pipeline's CFG with its scale ``g`` into its CFG with a per-segment scale ``g'``.
+
+        The formula is the family's (``uncond + g (cond - uncond)`` unless the table says ``cond + g (cond - uncond)``);
+        a batched call's cond half is rewritten, a separate uncond call's output (see :func:`guided_uncond`).
+        """
         if not self._cfg_active():
             if scale == 1.0:  # no CFG in the pipeline: the cond prediction is already what scale 1 gives
                 return sample
@@ -416,27 +466,53 @@ class RoutingTransformer(ModelMixin):
                 "(its guidance_scale is <= 1); give the pipeline a guidance_scale > 1 (e.g. --guidance-scale 3) or set "
                 "the segment's guidance_scale to 1."
             )
-        pipeline_scale = float(getattr(self._pipeline(), "guidance_scale", 1.0))
-        name = self._call_name
-        if name == "cond_uncond":  # LTX: one batched call [uncond, cond]
+        pipe = self._pipeline()
+        pipeline_scale = float(getattr(pipe, "guidance_scale", 1.0))
+        anchor = self._family.cfg_anchor if self._family is not None else "uncond"
+        if anchor == "cond" and scale < 1.0:
+            raise FlowBlendingError(
+                f"a segment has guidance_scale {scale:g}, but {type(pipe).__name__}'s guidance_scale is the g of "
+                "cond + g (cond - uncond) and turns CFG off at g <= 1 (the conditional prediction); set the segment's "
+                "guidance_scale to 1 for that, or to a value above 1."
+            )
+        if branch == "cond_uncond":  # one batched call [uncond, cond] (uncond-anchored: families.py checks)
             if pipeline_scale == 0:
                 raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale > 0.")
             uncond, cond = sample.chunk(2)
             return torch.cat([uncond, uncond + (scale / pipeline_scale) * (cond - uncond)])
-        if name == "cond":  # Wan: cond first, uncond second; the uncond output is adjusted
+        if branch == "cond":  # separate calls, cond first: the step's uncond output is rewritten
             self._pending_cond = (step, sample)
             return sample
-        if name == "uncond" and self._pending_cond is not None and self._pending_cond[0] == step:
-            if pipeline_scale == 1.0:
-                raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale != 1 (CFG enabled).")
+        if branch == "uncond" and self._pending_cond is not None and self._pending_cond[0] == step:
             cond = self._pending_cond[1]
             self._pending_cond = None
-            return (sample + scale * (cond - sample) - pipeline_scale * cond) / (1.0 - pipeline_scale)
+            return guided_uncond(cond, sample, pipeline_scale, scale, anchor)
         raise FlowBlendingError(
-            f"per-segment guidance_scale is set but the pipeline's call pattern ({name!r}) is not one the router "
-            "knows (Wan's cond/uncond calls or LTX's batched cond_uncond call); remove guidance_scale from the "
-            "schedule's segments for this pipeline."
+            f"per-segment guidance_scale is set but {type(pipe).__name__}'s call (cache_context {self._call_name!r}) "
+            "is not a CFG branch the router knows (cond/uncond calls or one batched [uncond, cond] call, named by "
+            "cache_context or in flowblending.families); remove guidance_scale from the schedule's segments for "
+            "this pipeline."
         )
+
+
+def guided_uncond(
+    cond: torch.Tensor, uncond: torch.Tensor, scale: float, new_scale: float, anchor: Branch = "uncond"
+) -> torch.Tensor:
+    """The uncond output ``u'`` for which a pipeline's CFG with ``scale`` g gives its CFG with ``new_scale`` g'.
+
+    ``anchor`` ``"uncond"``: ``u' + g (c - u') = u + g' (c - u)``, so ``u' = (u + g' (c - u) - g c) / (1 - g)``;
+    ``"cond"`` (Cosmos): ``c + g (c - u') = c + g' (c - u)``, so ``u' = c + (g' / g) (u - c)``. Both rewrites are
+    affine in the outputs, so they also hold when the pipeline applies CFG to a prediction that is the same affine
+    map of the transformer output in both branches (Cosmos' x0 = c_skip x + c_out F, and its conditioning frames,
+    which both branches replace by the same latents).
+    """
+    if anchor == "cond":
+        if scale == 0:
+            raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale > 1 (CFG enabled), got 0.")
+        return cond + (new_scale / scale) * (uncond - cond)
+    if scale == 1.0:
+        raise FlowBlendingError("per-segment guidance needs a pipeline guidance_scale != 1 (CFG enabled).")
+    return (uncond + new_scale * (cond - uncond) - scale * cond) / (1.0 - scale)
 
 
 def _cond_half(args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:

@@ -15,6 +15,7 @@ from calibrate.boundaries import (
     find_late_boundary,
     late_curve_premise,
     local_slopes,
+    raise_to_floor,
 )
 
 # Slopes 4, 2, 1, 0.2 (exact in binary floating point).
@@ -132,6 +133,23 @@ def test_premise_below_floor():
     assert early_curve_premise(x, y, k, floor=0.9) == []
 
 
+def test_a_knee_below_the_floor_moves_to_the_first_later_point_that_reaches_it():
+    # The demo pair's curve shape: Algorithm 1 stops at 40 % (0.948), the floor 0.96 is first reached at 50 %.
+    x = [0, 10, 20, 30, 40, 50, 60, 100]
+    y = [0.6155, 0.7915, 0.8591, 0.9125, 0.9481, 0.9659, 0.9798, 1.0]
+    knee, _, _ = find_early_boundary(x, y, 0.25)
+    assert knee == 4
+    k = raise_to_floor(x, y, knee)
+    assert (k, x[k], y[k]) == (5, 50, 0.9659)
+    assert early_curve_premise(x, y, k) == []
+    # A knee that already clears the floor stays; a floor no point before large-only reaches lands on it.
+    assert raise_to_floor(x, y, 6) == 6
+    assert raise_to_floor(x, y, knee, floor=0.999) == 7
+    assert early_curve_premise(x, y, 7, floor=0.999)[0].startswith("no knee")
+    with pytest.raises(ValueError, match="floor must be a finite similarity"):
+        raise_to_floor(x, y, knee, floor=float("nan"))
+
+
 def test_premise_rejects_bad_index():
     with pytest.raises(ValueError, match="k must be an index"):
         early_curve_premise(X5, Y5, 5)
@@ -193,3 +211,23 @@ def test_late_rejects_bad_rtol_and_inf():
         find_late_boundary([70, 80, 90], [1.0, 2.0, 3.0], rtol=-1.0)
     with pytest.raises(ValueError, match=r"fid\[1\] is inf"):
         find_late_boundary([70, 80, 90], [1.0, float("inf"), 3.0])
+
+
+def test_the_early_record_keeps_a_moved_knee_through_json():
+    from calibrate.record import EarlyChoice, EarlyRecord, Stat
+
+    record = EarlyRecord(
+        x=(0.0, 40.0, 50.0, 100.0),
+        steps=(0, 8, 10, 20),
+        alpha=0.25,
+        floor=0.96,
+        metrics={"dino": Stat((0.6, 0.948, 0.966, 1.0), (0.3, 0.05, 0.04, 0.0)), "clip": None},
+        chosen=EarlyChoice(2, 50.0, 0.966),
+        knee=EarlyChoice(1, 40.0, 0.948),
+    )
+    data = record.to_dict()
+    assert data["knee"] == {"index": 1, "x": 40.0, "y": 0.948}
+    assert EarlyRecord.from_dict(data) == record
+    assert "knee at 40.0% (similarity 0.9480) is below the floor" in record.choice_text()
+    unmoved = EarlyRecord.from_dict({k: v for k, v in data.items() if k != "knee"})
+    assert unmoved.knee is None and "knee" not in unmoved.choice_text()

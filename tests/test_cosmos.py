@@ -4,8 +4,9 @@ The family's end-to-end checks (all-large = plain, L-S-L = callback swap, CLI ca
 tests/test_families.py (cases ``cosmos`` and ``cosmos_t2i``). Here: without the stand-ins diffusers cannot run the
 pipeline offline; the stand-ins get exactly the calls diffusers makes and compute what the real ones would on these
 inputs; the preconditioning around the transformer (``c_skip x + c_out F``, then a velocity) wraps whichever model
-the router runs; per-segment guidance, which the router cannot place in a pipeline without ``cache_context``, is
-refused for a scale other than 1.
+the router runs; per-segment guidance, placed by the family table (cond call first, then uncond; Cosmos' formula
+``cond + g (cond - uncond)``): 1 answers the uncond call with the cond output, another scale is the pipeline's own
+``guidance_scale`` on those steps.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from diffusers.pipelines.cosmos import pipeline_cosmos2_video2world
 
 import flowblending
 from flowblending.errors import FlowBlendingError
+from flowblending.router import guided_uncond
 from flowblending.schedule import Segment, plan_steps, segments_from_pattern
 from flowblending.testing import TinyPair, save_tiny_profile
 from flowblending.testing.families import (
@@ -189,38 +191,82 @@ def test_the_preconditioning_wraps_whichever_model_the_router_runs(cosmos, cosmo
     assert plan_steps(flowblending.load_profile(cosmos_profile).schedule, STEPS) == ("large", "small", "small", "large")
 
 
-def test_per_segment_guidance_other_than_1_is_refused(cosmos, cosmos_profile, offline):
-    schedule = (
+def _lsl(guidance: float) -> tuple[Segment, ...]:
+    """Large, small, small, large over 4 steps, the small segment at its own ``guidance_scale``."""
+    return (
         Segment("large", 0.0, 0.25),
-        Segment("small", 0.25, 0.75, guidance_scale=3.0),
+        Segment("small", 0.25, 0.75, guidance_scale=guidance),
         Segment("large", 0.75, 1.0),
     )
-    pipe = flowblending.load_pipeline(cosmos_profile, schedule=schedule)
-    with pytest.raises(FlowBlendingError, match=r"call pattern \(None\)"):
-        _run(pipe, cosmos)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the router finds a step's unconditional call by cache_context name, which Cosmos does not set, so a "
-    "guidance_scale 1 segment still runs the pipeline's CFG",
-)
-def test_a_guidance_scale_1_segment_runs_the_conditional_branch_only(cosmos, cosmos_profile, offline):
-    schedule = (
-        Segment("large", 0.0, 0.25),
-        Segment("small", 0.25, 0.75, guidance_scale=1.0),
-        Segment("large", 0.75, 1.0),
-    )
-    routed = _run(flowblending.load_pipeline(cosmos_profile, schedule=schedule), cosmos)
+def _swap_with_guidance(pipe: Any, pair: TinyPair, guidance: float, **extra: Any) -> torch.Tensor:
+    """The callback swap of L-S-L with the pipeline's own guidance set to ``guidance`` on the small steps.
 
-    reference = _plain(cosmos)  # the callback swap, with CFG off (guidance 1) while the small model runs
-    models = {"large": reference.transformer, "small": type(reference.transformer).from_pretrained(cosmos.small_dir)}
-    plan, scale = ("large", "small", "small", "large"), cosmos.call_kwargs["guidance_scale"]
+    Cosmos2 pipelines read ``self.do_classifier_free_guidance`` and ``self.guidance_scale`` (both ``_guidance_scale``)
+    inside the loop at every step, after encoding both prompts once with CFG on: setting ``_guidance_scale`` in
+    the previous step's callback is exactly running that step with that guidance_scale argument.
+    """
+    models = {"large": pipe.transformer, "small": type(pipe.transformer).from_pretrained(pair.small_dir)}
+    plan, scale = ("large", "small", "small", "large"), pair.call_kwargs["guidance_scale"]
 
     def switch(p, i, t, callback_kwargs):
         if i + 1 < len(plan):
             p.transformer = models[plan[i + 1]]
-            p._guidance_scale = 1.0 if plan[i + 1] == "small" else scale
+            p._guidance_scale = guidance if plan[i + 1] == "small" else scale
         return {}
 
-    assert torch.equal(routed, _run(reference, cosmos, callback_on_step_end=switch))
+    return _run(pipe, pair, callback_on_step_end=switch, **extra)
+
+
+@pytest.mark.parametrize("anchor", ["cond", "uncond"])
+def test_the_uncond_rewrite_gives_the_segment_guidance_through_the_pipelines_formula(anchor):
+    gen = torch.Generator().manual_seed(0)
+    x, cond, uncond = (torch.randn(2, 16, 3, 6, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    g, g_new, t = 7.0, 3.0, 0.8
+    rewritten = guided_uncond(cond, uncond, g, g_new, anchor)
+
+    def cfg(c: torch.Tensor, u: torch.Tensor, scale: float) -> torch.Tensor:
+        return c + scale * (c - u) if anchor == "cond" else u + scale * (c - u)
+
+    def precondition(raw: torch.Tensor) -> torch.Tensor:  # Cosmos: x0 = c_skip x + c_out F
+        return (1 - t) * x - t * raw
+
+    # by hand: the pipeline's CFG at g of the rewritten output = its CFG at g' of the true outputs
+    assert torch.allclose(cfg(cond, rewritten, g), cfg(cond, uncond, g_new), atol=1e-6, rtol=0)
+    # and also on the preconditioned predictions, which is where Cosmos applies it
+    expected = cfg(precondition(cond), precondition(uncond), g_new)
+    assert torch.allclose(cfg(precondition(cond), precondition(rewritten), g), expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(cfg(cond, uncond, g), cfg(cond, uncond, g_new), atol=1e-3)
+
+
+def test_a_segment_guidance_is_the_pipelines_own_guidance_scale_on_its_steps(cosmos, cosmos_profile, offline):
+    pipe = flowblending.load_pipeline(cosmos_profile, schedule=_lsl(3.0))
+    routed = _run(pipe, cosmos, output_type="latent")  # before decoding and the uint8 safety check
+    assert pipe.transformer.counters.calls == {"large": 4, "small": 4}
+    assert pipe.transformer.counters.uncond_skipped == {}
+    swapped = _swap_with_guidance(_plain(cosmos), cosmos, 3.0, output_type="latent")
+    # the rewrite is exact (see the hand computation above); fp32 rounds it: ~4e-6 on latents up to ~3.3, ~10 ulp
+    assert torch.allclose(routed, swapped, atol=1e-5, rtol=0)
+    at_seven = _swap_with_guidance(_plain(cosmos), cosmos, 7.0, output_type="latent")  # the pipeline's own g
+    assert (routed - at_seven).abs().max() > 1e-3
+
+
+def test_a_segment_guidance_below_1_is_refused_as_the_pipeline_turns_cfg_off(cosmos, cosmos_profile, offline):
+    pipe = flowblending.load_pipeline(cosmos_profile, schedule=_lsl(0.5))
+    message = (
+        r"a segment has guidance_scale 0\.5, but Cosmos2VideoToWorldPipeline's guidance_scale is the g of "
+        r"cond \+ g \(cond - uncond\) and turns CFG off at g <= 1 .* set the segment's guidance_scale to 1"
+    )
+    with pytest.raises(FlowBlendingError, match=message):
+        _run(pipe, cosmos)
+
+
+def test_a_guidance_scale_1_segment_runs_the_conditional_branch_only(cosmos, cosmos_profile, offline):
+    pipe = flowblending.load_pipeline(cosmos_profile, schedule=_lsl(1.0))
+    routed = _run(pipe, cosmos)
+    counters = pipe.transformer.counters
+    assert counters.calls == {"large": 4, "small": 2}  # the small steps' uncond calls were answered, not computed
+    assert counters.uncond_skipped == {"small": 2}
+    assert torch.equal(routed, _swap_with_guidance(_plain(cosmos), cosmos, 1.0))
+    assert not torch.equal(routed, _run(flowblending.load_pipeline(cosmos_profile), cosmos))  # CFG really left out

@@ -57,7 +57,7 @@ def test_prompts_list_is_cycled():
 
 
 def test_shapes_are_striped_with_a_darker_shade():
-    batch = sample_clips_with_geometry(8, 11, prompts=["a red square moving right"])
+    batch = sample_clips_with_geometry(8, 11, prompts=["a red bar moving right"])
     video = batch.videos
     red = video[:, 0]
     inside = (video - BACKGROUND).abs().amax(dim=1) > 0.3
@@ -110,3 +110,21 @@ def test_reference_frames_take_all_frames_of_each_clip():
     videos, _ = sample_clips(3, 2)
     assert frames.shape == (20, 3, SIZE, SIZE)
     assert torch.equal(frames[:FRAMES], videos[0].permute(1, 0, 2, 3))
+
+
+def test_shapes_differ_in_coarse_layout():
+    # The bar is 2.2x as wide as tall (half extents 1.1 and 0.5 x size), the circle round, the triangle pointed
+    # up: measured on the rendered mask of the first frame, away from anti-aliased edges.
+    batch = sample_clips_with_geometry(
+        3, 4, prompts=["a red bar moving up", "a red circle moving up", "a red triangle moving up"]
+    )
+    mask = (batch.videos[:, :, 0] - BACKGROUND).abs().amax(dim=1) > 0.2  # (3, H, W) shape pixels of frame 0
+    widths = mask.any(dim=1).sum(dim=1).tolist()
+    heights = mask.any(dim=2).sum(dim=1).tolist()
+    size = batch.sizes.tolist()
+    assert abs(widths[0] - 2.2 * size[0]) <= 1.5 and abs(heights[0] - 1.0 * size[0]) <= 1.5
+    assert abs(widths[1] - 2.0 * size[1]) <= 1.5 and abs(heights[1] - 2.0 * size[1]) <= 1.5
+    # The triangle's rows get wider downwards (y points down): its top row is narrower than its bottom row.
+    rows = mask[2].sum(dim=1)
+    filled = rows.nonzero().flatten()
+    assert rows[filled[1]] < rows[filled[-2]]

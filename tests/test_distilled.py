@@ -17,13 +17,13 @@ from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_sche
 
 import flowblending
 from flowblending.cli import cli
-from flowblending.compose import make_profile, run_schedule, sigmas_to_give, step_sigmas
-from flowblending.cost import capture_step_calls, schedule_cost, step_flops
+from flowblending.compose import run_schedule, sigmas_to_give, step_sigmas
+from flowblending.cost import schedule_cost
 from flowblending.errors import FlowBlendingError, ProfileError
 from flowblending.families import UnsupportedPipelineError, schedule_argument
 from flowblending.generate import composed_call, generate
 from flowblending.loading import PickleWeightsError
-from flowblending.profile import ModelSpec, Profile, SchedulerSpec, Setting, load_profile, save_profile
+from flowblending.profile import Profile, load_profile, save_profile
 from flowblending.schedule import (
     Segment,
     merge_segments,
@@ -33,7 +33,14 @@ from flowblending.schedule import (
     run_roles,
     segments_from_pattern,
 )
-from flowblending.testing import save_tiny_ltx_pair, save_tiny_ltx_single_file, save_tiny_profile
+from flowblending.testing import (
+    cond_half,
+    paper_ldl,
+    save_tiny_ldl_profile,
+    save_tiny_ltx_pair,
+    save_tiny_ltx_single_file,
+    save_tiny_profile,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red circle moving left"
@@ -43,11 +50,7 @@ TFLOP = 1e12
 DISTILLED_SIGMAS = [1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875]
 
 #: The paper's LDL on 40 base steps: large [0, 15), distilled 4 own steps over [15, 35) without CFG, large [35, 40).
-LDL = (
-    Segment("large", 0.0, 0.375),
-    Segment("distilled", 0.375, 0.875, guidance_scale=1.0, steps=4),
-    Segment("large", 0.875, 1.0),
-)
+LDL = paper_ldl()
 
 
 # --- the rule --------------------------------------------------------------------------------------------------
@@ -247,10 +250,6 @@ def test_ltxv_ldl_dry_run_shows_the_plan(tmp_path):
 
 
 # --- the composed run on a tiny LTXConditionPipeline ----------------------------------------------------------------
-def _cond_half(batch: int, value):
-    return value[batch // 2 :] if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch else value
-
-
 class CondOnly(torch.nn.Module):
     """By hand, what guidance 1 means for LTX's batched [uncond, cond] call: the model on the cond half, whose
     prediction stands for both halves (CFG ``u + g (c - u)`` with ``u = c`` is ``c``)."""
@@ -264,7 +263,7 @@ class CondOnly(torch.nn.Module):
 
     def forward(self, **kwargs):
         batch = kwargs["hidden_states"].shape[0]
-        sample = self.model(**{k: _cond_half(batch, v) for k, v in kwargs.items()})[0]
+        sample = self.model(**{k: cond_half(batch, v) for k, v in kwargs.items()})[0]
         return (torch.cat([sample, sample]),)
 
 
@@ -275,37 +274,7 @@ def ldl(tmp_path_factory):
     root = tmp_path_factory.mktemp("ldl")
     pair = save_tiny_ltx_pair(root / "pair", condition=True, image_to_video=True)
     file, config = save_tiny_ltx_single_file(root / "distilled")
-    pipe = DiffusionPipeline.from_pretrained(pair.pipeline_dir)
-    distilled = LTXVideoTransformer3DModel.from_single_file(str(file), config=str(config), local_files_only=True)
-    calls = capture_step_calls(pipe, prompt=PROMPT, **pair.call_kwargs)
-    cond_calls = [(a, {k: _cond_half(kw["hidden_states"].shape[0], v) for k, v in kw.items()}) for a, kw in calls]
-    sched = pipe.scheduler
-    config_dict = {k: v for k, v in sched.config.items() if not k.startswith("_")}
-    kw = pair.call_kwargs
-    profile = make_profile(
-        name="tiny-ldl",
-        pipeline_class="LTXConditionPipeline",
-        image_to_video=True,
-        models={
-            "large": ModelSpec(str(pair.pipeline_dir), None, "transformer", "LTXVideoTransformer3DModel"),
-            "distilled": ModelSpec(
-                str(file.parent), None, None, "LTXVideoTransformer3DModel", file=file.name, config=str(config)
-            ),
-        },
-        setting=Setting(
-            num_inference_steps=40,
-            scheduler=SchedulerSpec("FlowMatchEulerDiscreteScheduler", 1.0, config_dict),
-            guidance_scale=kw["guidance_scale"],
-            height=kw["height"],
-            width=kw["width"],
-            num_frames=kw["num_frames"],
-            max_sequence_length=kw["max_sequence_length"],
-        ),
-        schedule=LDL,
-        flops_per_step={"large": step_flops(pipe.transformer, calls), "distilled": step_flops(distilled, cond_calls)},
-        cost_source="flowblending.cost.step_flops on the meta device; distilled on the cond half (guidance 1)",
-    )
-    path = save_profile(profile, root / "tiny-ldl.json")
+    path = save_tiny_ldl_profile(pair, (file, config), root / "tiny-ldl.json", schedule=LDL)
     return {"pair": pair, "file": file, "config": config, "profile": path}
 
 

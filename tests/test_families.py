@@ -3,7 +3,10 @@ Predict2 Video2World and Text2Image, Sana and SD3.
 
 Each family: saved in the hub layout and loaded by ``load_pipeline`` from a profile; all-large is the plain pipeline
 bit for bit; L-S-L is a callback swap of ``pipe.transformer`` bit for bit; a divergence calibration through the CLI
-writes a profile that validates and runs; a mismatched small model is refused naming the config field.
+writes a profile that validates and runs; a mismatched small model is refused naming the config field; segment
+guidance, placed by cache_context names or, where a pipeline sets none (Cosmos, Sana, SD3), by the family table:
+guidance 1 everywhere is the plain pipeline at guidance 1 bit for bit, and another scale is the pipeline's own
+guidance_scale on the segment's steps.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from flowblending.cost import schedule_cost
 from flowblending.errors import IncompatibleModelsError
 from flowblending.profile import load_profile
 from flowblending.router import RoutingTransformer
-from flowblending.schedule import plan_steps, segments_from_pattern
+from flowblending.schedule import Segment, plan_steps, segments_from_pattern
 from flowblending.testing import TinyPair, save_tiny_profile
 from flowblending.testing import families as tiny_families
 
@@ -112,12 +115,12 @@ def _plain(pair: TinyPair) -> Any:
     return pipe
 
 
-def _run(pipe: Any, pair: TinyPair, steps: int, **extra: Any) -> torch.Tensor:
+def _run(pipe: Any, pair: TinyPair, steps: int, output_type: str = "pt", **extra: Any) -> torch.Tensor:
     out = pipe(
         prompt=PROMPT,
         generator=torch.Generator().manual_seed(0),
         num_inference_steps=steps,
-        output_type="pt",
+        output_type=output_type,
         **pair.kwargs(**extra),
     )
     return out.frames if hasattr(out, "frames") else out.images
@@ -257,3 +260,48 @@ def test_a_mismatched_small_model_is_refused_naming_the_field(built):
     small.register_to_config(**{field: value})
     with pytest.raises(IncompatibleModelsError, match=f"'{field}'"):
         flowblending.loading.check_compatible(pipe.transformer, small)
+
+
+def test_guidance_1_everywhere_is_the_plain_pipeline_at_guidance_1(built):
+    pair = built.pair
+    assert pair.call_kwargs["guidance_scale"] > 1  # the pipeline runs CFG: the router drops the uncond branch
+    pipe = flowblending.load_pipeline(built.profile, schedule=(Segment("large", 0.0, 1.0, guidance_scale=1.0),))
+    routed = _run(pipe, pair, 6)
+    counters = pipe.transformer.counters
+    assert counters.uncond_skipped == {"large": 6}  # one per step: a separate uncond call or half a batched one
+    assert counters.calls == {"large": 6}  # the cond calls (or cond half batches) only
+    assert torch.equal(routed, _run(_plain(pair), pair, 6, guidance_scale=1.0))
+
+
+#: Pipelines that read ``self.guidance_scale`` (and ``self.do_classifier_free_guidance``) at every step: a callback
+#: setting ``_guidance_scale`` runs the next step with that guidance_scale argument. Wan-like pipelines and Sana read
+#: their guidance_scale argument once (tests/test_router.py checks Wan and LTX against whole runs instead).
+READS_GUIDANCE_EACH_STEP = ("cosmos", "cosmos_t2i", "sd3")
+
+
+def test_a_segment_guidance_is_the_pipelines_own_guidance_scale_on_its_steps(built):
+    if built.name not in READS_GUIDANCE_EACH_STEP:
+        pytest.skip(f"{built.pair.pipeline_class} reads its guidance_scale argument once, not per step")
+    pair = built.pair
+    profile = load_profile(built.profile)
+    plan = plan_steps(profile.schedule, STEPS)
+    scale, segment_scale = pair.call_kwargs["guidance_scale"], 3.0
+    schedule = tuple(
+        Segment(s.model, s.start, s.end, guidance_scale=segment_scale if s.model == "small" else None)
+        for s in profile.schedule
+    )
+    routed = _run(flowblending.load_pipeline(profile, schedule=schedule), pair, STEPS, output_type="latent")
+
+    reference = _plain(pair)
+    models = {"large": reference.transformer, "small": type(reference.transformer).from_pretrained(pair.small_dir)}
+
+    def switch(p, i, t, callback_kwargs):
+        if i + 1 < len(plan):
+            p.transformer = models[plan[i + 1]]
+            p._guidance_scale = segment_scale if plan[i + 1] == "small" else scale
+        return {}
+
+    swapped = _run(reference, pair, STEPS, output_type="latent", callback_on_step_end=switch)
+    assert torch.allclose(routed, swapped, atol=1e-5, rtol=1e-5)
+    unguided = _run(flowblending.load_pipeline(profile), pair, STEPS, output_type="latent")
+    assert (routed - unguided).abs().max() > 1e-3  # the segment's guidance really changed the run

@@ -10,7 +10,15 @@ from click.testing import CliRunner
 
 import flowblending
 from flowblending.cli import cli
-from flowblending.families import FAMILIES, UnsupportedPipelineError, check_pipeline, family_of, markdown_table
+from flowblending.families import (
+    FAMILIES,
+    Family,
+    UnsupportedPipelineError,
+    check_pipeline,
+    family_of,
+    family_of_transformer,
+    markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +57,7 @@ def test_a_status_note_says_what_the_status_covers():
     assert cosmos.status == "tested" and "tests/test_cosmos.py" in cosmos.tests
     assert "| tested (tiny, with stand-ins for the guardrail and torchvision's resize) |" in rows[cosmos.title]
     vace = FAMILIES["wan21-vace"]
-    assert vace.status == "tested" and "8 vs 15 VACE layers" in rows[vace.title]
+    assert vace.status == "tested" and "other counts per role (as the 14B's 8 vs the 1.3B's 15" in rows[vace.title]
     assert all(f"| {f.status} |" in rows[f.title] for f in FAMILIES.values() if not f.status_note and not f.refusal)
 
 
@@ -91,3 +99,33 @@ def test_the_calibrator_refuses_before_loading_weights(tmp_path):
     config = CalibrationConfig(large=str(repo), small=str(repo), prompts=("a cat",), local_files_only=True)
     with pytest.raises(UnsupportedPipelineError, match="is a CogVideoXPipeline cannot be blended"):
         load_pair(config, "cpu", __import__("torch").float32)
+
+
+def test_the_table_holds_the_cfg_pattern_the_router_reads():
+    for family in FAMILIES.values():
+        order = ("cond", "uncond") if family.cfg_call == "separate" else ("uncond", "cond")
+        assert family.cfg_order == order, family.key
+        assert family.cfg_formula.startswith(f"{family.cfg_anchor} + g (cond - uncond)"), family.key
+    anchors = {key: f.cfg_anchor for key, f in FAMILIES.items()}
+    assert {key for key, anchor in anchors.items() if anchor == "cond"} == {"cosmos-predict2"}
+    fields = {**vars(FAMILIES["wan21"]), "key": "bad"}
+    with pytest.raises(ValueError, match="is not cond-anchored"):
+        Family(**{**fields, "cfg_anchor": "cond"})
+    with pytest.raises(ValueError, match="batched CFG as \\[uncond, cond\\]"):
+        Family(**{**fields, "cfg_call": "batched"})
+    with pytest.raises(ValueError, match="'cond' and 'uncond' once"):
+        Family(**{**fields, "cfg_order": ("cond", "cond")})
+
+
+def test_the_vace_layer_input_is_in_the_table_and_shown():
+    assert family_of_transformer("WanVACETransformer3DModel").key == "wan21-vace"
+    assert family_of_transformer("WanTransformer3DModel").key == "wan21"
+    assert family_of_transformer("CogVideoXTransformer3DModel") is None  # refused family
+    assert family_of_transformer("FluxTransformer2DModel") is None
+    assert [f.key for f in FAMILIES.values() if f.layer_input is not None] == ["wan21-vace"]
+    one = CliRunner().invoke(cli, ["models", "wan21-vace"])
+    assert one.exit_code == 0, one.output
+    assert "layer_input: control_hidden_states_scale: one entry per vace_layers (from conditioning_scale)" in one.output
+    assert "cfg_order: cond; uncond" in one.output
+    data = json.loads(CliRunner().invoke(cli, ["models", "--format", "json", "wan21-vace"]).output)
+    assert data[0]["layer_input"]["config_field"] == "vace_layers" and data[0]["cfg_anchor"] == "uncond"

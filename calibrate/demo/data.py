@@ -74,8 +74,10 @@ COLOURS: dict[str, tuple[float, float, float]] = {
 }
 """Colour name -> RGB in [0, 1]."""
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-"""Shape names; the triangle is equilateral and points up."""
+SHAPES: tuple[str, ...] = ("circle", "bar", "triangle")
+"""Shape names; the bar is a horizontal rectangle 2.2 times as wide as tall, the triangle is equilateral and
+points up. The three differ in their coarse layout (round, wide, pointed), not only in corners a blurry
+sample rounds off."""
 
 DIRECTIONS: dict[str, tuple[float, float]] = {
     "left": (-1.0, 0.0),
@@ -96,11 +98,12 @@ STRIPE_PERIOD = 4.0
 STRIPE_SHADE = 0.5
 """The dark stripes are the shape's colour times this factor (both shades stay far from the grey)."""
 
-# Geometry ranges (pixels). ``size`` is the circle's radius; the square's half side is 0.85 * size and the
-# triangle's inradius 0.6 * size, so every shape fits in a disc of radius 1.2 * size around its centre.
+# Geometry ranges (pixels). ``size`` is the circle's radius; the bar's half width is 1.1 * size and its half
+# height 0.5 * size, the triangle's inradius 0.6 * size, so every shape reaches at most 1.2 * size from its
+# centre along either axis.
 SIZE_RANGE = (6.5, 8.0)
 SPEED_RANGE = (0.8, 1.3)
-_SQUARE_HALF = 0.85
+_BAR_HALF = (1.1, 0.5)
 _TRIANGLE_INRADIUS = 0.6
 _EXTENT = 1.2
 
@@ -165,8 +168,12 @@ def _signed_distance(shape: str, dx: Tensor, dy: Tensor, size: Tensor) -> Tensor
     """Signed distance (negative inside) of ``shape`` with parameter ``size`` at offsets (dx, dy)."""
     if shape == "circle":
         return torch.sqrt(dx * dx + dy * dy) - size
-    if shape == "square":
-        return torch.maximum(dx.abs(), dy.abs()) - _SQUARE_HALF * size
+    if shape == "bar":
+        # Box distance outside, the larger (negative) axis distance inside.
+        qx = dx.abs() - _BAR_HALF[0] * size
+        qy = dy.abs() - _BAR_HALF[1] * size
+        outside = torch.sqrt(qx.clamp(min=0.0) ** 2 + qy.clamp(min=0.0) ** 2)
+        return outside + torch.maximum(qx, qy).clamp(max=0.0)
     # Equilateral triangle pointing up (y down): outward edge normals (0, 1), (+-sin 60, -cos 60).
     s60, c60 = math.sin(math.pi / 3), math.cos(math.pi / 3)
     d = torch.maximum(dy, torch.maximum(s60 * dx - c60 * dy, -s60 * dx - c60 * dy))
@@ -362,7 +369,7 @@ def detail_energy(videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW") -> T
     (``"FCHW"``, ``WanPipeline`` output), values in [0, 1]. Every frame's power spectrum is summed over the
     ring of frequencies around ``1 / STRIPE_PERIOD`` oriented along the stripes' diagonal, and the same ring
     along the other diagonal is subtracted. The stripes put their energy in the first band only, while noise
-    (isotropic) and the shapes' edges (symmetric under the mirror: circles, squares, the upright triangle)
+    (isotropic) and the shapes' edges (symmetric under the mirror: circles, the axis-aligned bar, the upright triangle)
     put equal energy in both, so only rendered stripes count: sharp stripes score high, blurred ones low, and
     noise adds nothing (its expected contribution is zero). Flat frames give exactly 0.
     """

@@ -35,6 +35,7 @@ __all__ = [
     "large_only",
     "lsl",
     "new_record",
+    "shared_feature_file",
     "stat",
     "sum_calls",
     "trajectory_data",
@@ -76,13 +77,18 @@ class Context:
                 "clip": self.config.clip_model,
                 "fid": self.config.fid_features or self.config.feature_model,
             }[which]
-            if which == "fid" and spec == self.config.feature_model:
+            if which == "fid" and self.shared_features:
                 self._extractors[which] = self.extractor("dino")
             else:
                 self._extractors[which] = load_feature_extractor(
                     spec, device=self.device, local_files_only=self.config.local_files_only
                 )
         return self._extractors[which]
+
+    @property
+    def shared_features(self) -> bool:
+        """Whether the late metric's features are the similarity's (``--fid-features`` unset or the feature model)."""
+        return (self.config.fid_features or self.config.feature_model) == self.config.feature_model
 
     def similarity_extractors(self) -> dict[str, Any]:
         """The extractors of the early-switch similarity: DINO, and CLIP when --clip-model is given."""
@@ -190,6 +196,13 @@ class Method(abc.ABC):
     @abc.abstractmethod
     def decide(self, ctx: Context) -> Decision:
         """The schedule and the record, from ``ctx.work`` only (no diffusion model)."""
+
+    def large_only_features(self, ctx: Context, unit: Unit) -> torch.Tensor | None:
+        """Large-only's frame features (``--feature-model``) of ``unit`` if this method stored them, else None.
+
+        ``--compare`` scores against them instead of generating large-only again.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"<calibration method {self.name!r}>"
@@ -302,6 +315,14 @@ def new_record(ctx: Context, *, formula: Mapping[str, int], naive: Mapping[str, 
         notes=(*config.notes, *notes),
         **blocks,
     )
+
+
+def shared_feature_file(ctx: Context, path: os.PathLike[str]) -> Any:
+    """A method's stored late-metric features at ``path`` when they are also the similarity's features (one
+    extractor for both, ``--reference`` given) and the file exists, else None."""
+    if not (ctx.config.reference and ctx.shared_features and os.path.exists(path)):
+        return None
+    return ctx.work.load(path)
 
 
 def to_cpu(tensors: Mapping[Any, torch.Tensor]) -> dict[Any, torch.Tensor]:

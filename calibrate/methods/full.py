@@ -23,7 +23,13 @@ import torch
 from flowblending.errors import FlowBlendingError
 from flowblending.schedule import first_step
 
-from ..boundaries import early_curve_premise, find_early_boundary, find_late_boundary, late_curve_premise
+from ..boundaries import (
+    early_curve_premise,
+    find_early_boundary,
+    find_late_boundary,
+    late_curve_premise,
+    raise_to_floor,
+)
 from ..record import (
     EarlyChoice,
     EarlyRecord,
@@ -42,6 +48,7 @@ from .base import (
     large_only,
     lsl,
     new_record,
+    shared_feature_file,
     stat,
     sum_calls,
     trajectory_data,
@@ -226,6 +233,10 @@ class FullMethod(Method):
             work.save_frames(work.samples(unit, f"e{e}"), **videos)
         work.save(work.late(unit, e), {"features": features, "calls": sampler.calls_since(before)})
 
+    def large_only_features(self, ctx: Context, unit: Unit) -> torch.Tensor | None:
+        stored = shared_feature_file(ctx, ctx.work.features(unit))  # pass 1's FID features of large-only
+        return None if stored is None else stored["large"]
+
     # -- decide -------------------------------------------------------------------------------------------
 
     def early_record(self, ctx: Context) -> EarlyRecord:
@@ -243,15 +254,17 @@ class FullMethod(Method):
             else:
                 metrics[metric] = stat(rows)
         y = metrics["dino"].mean
-        k, xk, yk = find_early_boundary(xs, y, config.alpha)
+        knee, _, _ = find_early_boundary(xs, y, config.alpha)
+        k = raise_to_floor(xs, y, knee, config.floor)
         return EarlyRecord(
             x=tuple(xs),
             steps=(*steps, n),
             alpha=config.alpha,
             floor=config.floor,
             metrics=metrics,
-            chosen=EarlyChoice(int(k), float(xk), float(yk)),
+            chosen=EarlyChoice(int(k), float(xs[k]), float(y[k])),
             premise=tuple(early_curve_premise(xs, y, k, config.floor)),
+            knee=None if k == knee else EarlyChoice(int(knee), float(xs[knee]), float(y[knee])),
         )
 
     @staticmethod

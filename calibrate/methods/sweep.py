@@ -23,7 +23,16 @@ from ..pareto import choose_within_tolerance, pareto_front, pareto_front_max
 from ..record import PremiseRecord, SweepRecord
 from ..sampling import Unit, opened
 from ..trie import TrieStats, pattern_plan, segment_steps, walk_trie
-from .base import Context, Decision, Method, divergence_record, new_record, sum_calls, trajectory_data
+from .base import (
+    Context,
+    Decision,
+    Method,
+    divergence_record,
+    new_record,
+    shared_feature_file,
+    sum_calls,
+    trajectory_data,
+)
 
 __all__ = ["SweepMethod", "cost_block", "starts_small_note", "sweep_calls"]
 
@@ -137,6 +146,11 @@ class SweepMethod(Method):
         calls = sampler.calls_since(before)
         work.write_json(work.trajectory(unit), trajectory_data(sampler, first[0], calls))
         work.save(work.sweep(unit, k), {"dino": dino, "fid_features": fid_features or None, "stats": asdict(stats)})
+
+    def large_only_features(self, ctx: Context, unit: Unit) -> torch.Tensor | None:
+        k = ctx.config.segments
+        stored = shared_feature_file(ctx, ctx.work.sweep(unit, k))  # every leaf's FID features, large-only's too
+        return None if stored is None else stored["fid_features"]["L" * k]
 
     def decide(self, ctx: Context) -> Decision:
         from ..metrics import choose_late_metric, late_metric_curves

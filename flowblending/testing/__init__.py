@@ -15,6 +15,9 @@ _LAZY = {
     "save_tiny_wan_pair": "wan",
     "save_tiny_ltx_pair": "ltx",
     "save_tiny_ltx_single_file": "ltx",
+    "save_tiny_ldl_profile": "ltx",
+    "paper_ldl": "ltx",
+    "cond_half": "ltx",
     "save_tiny_skyreels_pair": "families",
     "save_tiny_wan_i2v_pair": "families",
     "save_tiny_sana_pair": "families",
@@ -30,9 +33,12 @@ __all__ = [
     "SCHEDULER_KINDS",
     "TEXT_DIM",
     "TinyPair",
+    "cond_half",
     "make_scheduler",
+    "paper_ldl",
     "save_reference_frames",
     "save_tiny_dinov2",
+    "save_tiny_ldl_profile",
     "save_tiny_ltx_pair",
     "save_tiny_ltx_single_file",
     "save_tiny_profile",
@@ -48,7 +54,7 @@ __all__ = [
 if TYPE_CHECKING:
     from .families import save_tiny_sana_pair, save_tiny_sd3_pair, save_tiny_skyreels_pair, save_tiny_wan_i2v_pair
     from .features import save_tiny_dinov2
-    from .ltx import save_tiny_ltx_pair, save_tiny_ltx_single_file
+    from .ltx import cond_half, paper_ldl, save_tiny_ldl_profile, save_tiny_ltx_pair, save_tiny_ltx_single_file
     from .pairs import TinyPair
     from .profiles import save_tiny_profile
     from .reference import save_reference_frames

@@ -368,36 +368,52 @@ WAN_VACE_IN_CHANNELS = 96
 """Channels of VACE's control latents: inactive + reactive video latents (2 x 16) + the mask folded 8 x 8 (64)."""
 
 WAN_VACE_LAYERS = (0,)
-"""The blocks both tiny VACE transformers add control hints to (one VACE block each, see save_tiny_wan_vace_pair)."""
+"""The blocks the tiny VACE transformers add control hints to by default (one VACE block each)."""
 
 WAN_VACE_FLOW_SHIFT = 3.0
 """Flow shift of the tiny VACE pair's UniPC scheduler (Wan 2.1's 480p value)."""
 
 
-def save_tiny_wan_vace_pair(directory: str | Path, *, seed: int = 0) -> TinyPair:
+def save_tiny_wan_vace_pair(
+    directory: str | Path,
+    *,
+    seed: int = 0,
+    large_vace_layers: tuple[int, ...] = WAN_VACE_LAYERS,
+    small_vace_layers: tuple[int, ...] = WAN_VACE_LAYERS,
+) -> TinyPair:
     """Save a tiny Wan 2.1 WanVACEPipeline (UMT5, AutoencoderKLWan, UniPC shift 3) and a small VACE transformer.
 
     Large: 2 heads x 16 = width 32, ffn 64, 2 blocks; small: 2 heads x 8 = width 16, ffn 32, 1 block; both read
-    96-channel control latents and add hints at block 0 only (:data:`WAN_VACE_LAYERS`). The pipeline sizes its
-    ``conditioning_scale`` by ``pipe.transformer.config.vace_layers`` and each VACE transformer refuses a scale of
-    another length, so the two models need as many VACE layers (the real 14B has 8 and the 1.3B 15). 48x64, 9
-    frames; no ``video`` / ``mask`` in ``call_kwargs``: the pipeline then conditions on a zero video under an
-    all-ones mask (text-to-video use); pass them to ``kwargs`` for video-to-video.
+    96-channel control latents and add hints at the blocks of ``large_vace_layers`` / ``small_vace_layers`` (block
+    0 only by default, :data:`WAN_VACE_LAYERS`; the large model has blocks 0 and 1, the small one block 0). Other
+    counts per role stand for the real pair (the 14B has 8 VACE layers, the 1.3B 15): the pipeline sizes its
+    ``conditioning_scale`` by the large model's and the router fits it to the small one. 48x64, 9 frames; no
+    ``video`` / ``mask`` in ``call_kwargs``: the pipeline then conditions on a zero video under an all-ones mask
+    (text-to-video use); pass them to ``kwargs`` for video-to-video.
     """
     from diffusers import WanVACEPipeline
     from transformers import UMT5Config, UMT5EncoderModel
 
     pipeline_dir, small_dir = _paths(directory)
     tokenizer = tiny_tokenizer()
-    vace = {"vace_layers": list(WAN_VACE_LAYERS), "vace_in_channels": WAN_VACE_IN_CHANNELS}
     with seeded(seed):
         text_encoder = UMT5EncoderModel(UMT5Config(**tiny_umt5_config(len(tokenizer))))
     with seeded(seed):
         vae = wan_vae()
     with seeded(seed):
-        large = wan_transformer(TINY_LARGE, "WanVACETransformer3DModel", **vace)
+        large = wan_transformer(
+            TINY_LARGE,
+            "WanVACETransformer3DModel",
+            vace_layers=list(large_vace_layers),
+            vace_in_channels=WAN_VACE_IN_CHANNELS,
+        )
     with seeded(seed + 1):
-        small = wan_transformer(TINY_SMALL, "WanVACETransformer3DModel", **vace)
+        small = wan_transformer(
+            TINY_SMALL,
+            "WanVACETransformer3DModel",
+            vace_layers=list(small_vace_layers),
+            vace_in_channels=WAN_VACE_IN_CHANNELS,
+        )
     pipe = WanVACEPipeline(
         tokenizer=tokenizer,
         text_encoder=text_encoder,

@@ -181,3 +181,79 @@ def save_tiny_ltx_single_file(
     path = root / name
     save_file(tensors, str(path))
     return path, config_dir
+
+
+def paper_ldl() -> tuple[Any, ...]:
+    """The paper's LDL on 40 base steps (section 6(b), Table 3): large [0, 0.375), the distilled model for 4 steps
+    of its own over [0.375, 0.875) at guidance 1, large [0.875, 1): 15 + 4 + 5 = 24 steps."""
+    from ..schedule import Segment
+
+    return (
+        Segment("large", 0.0, 0.375),
+        Segment("distilled", 0.375, 0.875, guidance_scale=1.0, steps=4),
+        Segment("large", 0.875, 1.0),
+    )
+
+
+def cond_half(batch: int, value: Any) -> Any:
+    """The cond half of ``value`` when it is batched like the ``batch`` rows of an LTX [uncond, cond] call, else
+    ``value`` unchanged: what a role at guidance 1 computes (the router runs it on the cond half only)."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == batch:
+        return value[batch // 2 :]
+    return value
+
+
+def save_tiny_ldl_profile(
+    pair: TinyPair,
+    distilled: tuple[Path, Path],
+    path: str | Path,
+    *,
+    schedule: tuple[Any, ...] | None = None,
+    steps: int = 40,
+    name: str = "tiny-ldl",
+) -> Path:
+    """A format version 2 profile for a tiny ``LTXConditionPipeline`` pair with a third ``distilled`` role.
+
+    ``distilled``: the (file, config folder) of :func:`save_tiny_ltx_single_file`, loaded with ``from_single_file``.
+    ``schedule``: default :func:`paper_ldl`. FLOPs per step are measured on the meta device: the large role on the
+    step's batched [uncond, cond] call, the distilled role on its cond half (it runs at guidance 1).
+    """
+    from diffusers import DiffusionPipeline, LTXVideoTransformer3DModel
+
+    from ..compose import make_profile
+    from ..cost import capture_step_calls, step_flops
+    from ..profile import ModelSpec, SchedulerSpec, Setting, save_profile
+
+    file, config = distilled
+    pipe = DiffusionPipeline.from_pretrained(pair.pipeline_dir)
+    model = LTXVideoTransformer3DModel.from_single_file(str(file), config=str(config), local_files_only=True)
+    calls = capture_step_calls(pipe, prompt="a red circle moving left", **pair.call_kwargs)
+    halves = [(a, {k: cond_half(kw["hidden_states"].shape[0], v) for k, v in kw.items()}) for a, kw in calls]
+    scheduler_config = {k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}
+    kw = pair.call_kwargs
+    profile = make_profile(
+        name=name,
+        pipeline_class=pair.pipeline_class,
+        image_to_video="image" in kw,
+        models={
+            "large": ModelSpec(str(pair.pipeline_dir), None, "transformer", pair.transformer_class),
+            "distilled": ModelSpec(
+                str(file.parent), None, None, pair.transformer_class, file=file.name, config=str(config)
+            ),
+        },
+        setting=Setting(
+            num_inference_steps=steps,
+            scheduler=SchedulerSpec(type(pipe.scheduler).__name__, scheduler_config.get("shift"), scheduler_config),
+            guidance_scale=kw["guidance_scale"],
+            height=kw["height"],
+            width=kw["width"],
+            num_frames=kw["num_frames"],
+            max_sequence_length=kw["max_sequence_length"],
+        ),
+        schedule=schedule or paper_ldl(),
+        flops_per_step={"large": step_flops(pipe.transformer, calls), "distilled": step_flops(model, halves)},
+        cost_source="flowblending.cost.step_flops on the meta device; distilled on the cond half (guidance 1)",
+    )
+    return save_profile(profile, path)
