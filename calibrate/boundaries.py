@@ -3,6 +3,12 @@
 Pure python/numpy, no torch. Every function here is deterministic and checks its inputs; the
 ``*_premise`` functions say in words why a chosen point should not be trusted (the premise is checked, not
 assumed), so the caller can emit an honest schedule instead of a meaningless L-S-L.
+
+Both curves are means over a few prompts and seeds, so both rules take an optional ``margin`` per candidate (in
+the curve's units; the caller passes ``noise_se`` standard errors): a candidate reaches the similarity floor, or
+equals the late curve's minimum, unless it falls short by more than its margin. With the margin the rules pick
+the cheapest candidate the measurement cannot tell apart from the target, the one-standard-error rule of model
+selection (Breiman et al. 1984, *Classification and Regression Trees*, sec 3.4.3).
 """
 
 from __future__ import annotations
@@ -20,6 +26,15 @@ DEFAULT_ALPHA = 0.25
 
 # DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
 SIMILARITY_FLOOR = 0.96
+
+# Standard errors of slack the early rule gives a point below the similarity floor (module docstring;
+# docs/calibration.md, "Noise").
+DEFAULT_NOISE_SE = 1.0
+
+# The same for the late rule: 0, the paper's plain minimum. With one SE the rule lands on the cheap end of a V
+# whose differences are all within noise, and on the demo pair the judge's held-out accuracy says those later
+# re-entry points lose what the feature-space metric cannot see (docs/calibration.md, "Noise").
+DEFAULT_LATE_NOISE_SE = 0.0
 
 
 def _curve(name: str, values: ArrayLike) -> np.ndarray:
@@ -67,6 +82,67 @@ def _check_alpha(alpha: float) -> None:
         raise ValueError(f"alpha must be a number in (0, 1), got {alpha!r}: pass e.g. alpha={DEFAULT_ALPHA}")
 
 
+def _margin(margin: ArrayLike | None, n: int) -> np.ndarray:
+    """Per-candidate margins (zeros for None): finite, >= 0, one per candidate."""
+    if margin is None:
+        return np.zeros(n)
+    arr = _curve("margin", margin)
+    if arr.size != n:
+        raise ValueError(f"margin must hold one value per candidate ({n}), got {arr.size}: pass noise_se x its SE")
+    bad = np.flatnonzero(arr < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"margin[{i}] is {arr[i]:g}: margins must be >= 0 (a number of standard errors x the SE)")
+    return arr
+
+
+def jackknife_se(leave_one_out: ArrayLike) -> np.ndarray:
+    """Jackknife standard error per column: sqrt((n-1)/n sum_i (t_i - mean t)^2) over n leave-one-out rows.
+
+    Row ``i`` holds the statistic recomputed without unit ``i`` (Efron & Stein 1981); for a mean this is the
+    usual std(ddof=1)/sqrt(n).
+    """
+    arr = np.array(leave_one_out, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] < 2:
+        raise ValueError(
+            f"leave_one_out must be 2-D with one row per left-out unit (at least 2), got shape {arr.shape}: "
+            "recompute the statistic once without each unit"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("leave_one_out holds a non-finite value: every recomputed statistic must be finite")
+    n = arr.shape[0]
+    return np.sqrt((n - 1) / n * ((arr - arr.mean(axis=0)) ** 2).sum(axis=0))
+
+
+def mean_se(rows: ArrayLike) -> np.ndarray:
+    """Standard error of the per-column mean over units (rows): std(ddof=1)/sqrt(n), the mean's jackknife SE."""
+    arr = np.array(rows, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        raise ValueError(f"rows must be 2-D (units x candidates), got shape {arr.shape}")
+    if arr.shape[0] == 1:
+        return np.zeros(arr.shape[1])  # one unit: no spread to estimate; the rules fall back to the plain ones
+    return arr.std(axis=0, ddof=1) / np.sqrt(arr.shape[0])
+
+
+def difference_se(values: ArrayLike, leave_one_out: ArrayLike) -> np.ndarray:
+    """Jackknife SE of each candidate's difference to the curve's minimum (0 there), paired over the same units.
+
+    ``values``: the metric per candidate on all units; ``leave_one_out``: the same metric without each unit (rows).
+    The candidates share units and reference, so their difference is far less noisy than either value.
+    """
+    va = _curve("values", values)
+    loo = np.array(leave_one_out, dtype=np.float64)
+    if loo.ndim != 2 or loo.shape[1] != va.size:
+        raise ValueError(
+            f"leave_one_out must have one column per candidate ({va.size}), got shape {loo.shape}: "
+            "one row per left-out unit"
+        )
+    k = int(np.argmin(va))
+    return jackknife_se(loo - loo[:, [k]])
+
+
 def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Step 1 of Algorithm 1 (App. B): s_i = (y_{i+1}-y_i)/(x_{i+1}-x_i), and 0 where dx == 0."""
     dx, dy = np.diff(x), np.diff(y)
@@ -101,13 +177,24 @@ def _check_index(k: int, n: int) -> None:
         raise ValueError(f"k must be an index into the curve (0 <= k < {n}), got {k!r}: pass the k the finder returned")
 
 
-def early_curve_premise(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR) -> list[str]:
-    """Failed premises of an Algorithm 1 choice (sec 4.2, App. B), one sentence each; [] when all hold."""
+def _check_floor(floor: float) -> None:
+    if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor):
+        raise ValueError(f"floor must be a finite similarity, got {floor!r}: pass e.g. {SIMILARITY_FLOOR}")
+
+
+def early_curve_premise(
+    x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR, margin: ArrayLike | None = None
+) -> list[str]:
+    """Failed premises of an Algorithm 1 choice (sec 4.2, App. B), one sentence each; [] when all hold.
+
+    ``margin``: per-point allowance below the floor (module docstring); the chosen point fails the floor only when
+    ``y[k] + margin[k] < floor``.
+    """
     xa, ya = _pair(x, y, "y", min_len=2)
     _check_ascending(xa, strict=False)
     _check_index(k, xa.size)
-    if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor):
-        raise ValueError(f"floor must be a finite similarity, got {floor!r}: pass e.g. {SIMILARITY_FLOOR}")
+    _check_floor(floor)
+    ma = _margin(margin, xa.size)
     failed = []
     s0 = float(local_slopes(xa, ya)[0])
     if s0 <= 0:
@@ -121,51 +208,72 @@ def early_curve_premise(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMIL
             "with the switch point (or no point from Algorithm 1's knee on reaches the floor), so no early switch "
             "preserves the large model's result"
         )
-    if ya[k] < floor:
-        failed.append(f"similarity at the chosen point {ya[k]:.4g} is below the floor {floor:.4g}")
+    if ya[k] + ma[k] < floor:
+        within = f" by more than its margin {ma[k]:.4g}" if ma[k] > 0 else ""
+        failed.append(f"similarity at the chosen point {ya[k]:.4g} is below the floor {floor:.4g}{within}")
     return failed
 
 
-def raise_to_floor(x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR) -> int:
+def raise_to_floor(
+    x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR, margin: ArrayLike | None = None
+) -> int:
     """Algorithm 1's knee ``k`` moved later to the first point whose similarity reaches ``floor`` (sec 4.2).
 
     The paper picks the boundary just before the curve's drop and observes that such boundaries keep the
     similarity above ~96 %, which is what preserves structure and motion; a knee below the floor is therefore
-    moved to the earliest later candidate that keeps it. Returns ``k`` when ``y[k] >= floor``, the last index
-    (large-only) when no point from ``k`` on reaches the floor.
+    moved to the earliest later candidate that keeps it. A point reaches the floor when ``y + margin >= floor``
+    (``margin``: e.g. one standard error of the mean similarity, module docstring; None: the plain rule). Returns
+    ``k`` when it reaches the floor, the last index (large-only) when no point from ``k`` on does.
     """
     xa, ya = _pair(x, y, "y", min_len=2)
     _check_index(k, xa.size)
-    if isinstance(floor, bool) or not isinstance(floor, Real) or not math.isfinite(floor):
-        raise ValueError(f"floor must be a finite similarity, got {floor!r}: pass e.g. {SIMILARITY_FLOOR}")
+    _check_floor(floor)
+    ma = _margin(margin, xa.size)
     for i in range(int(k), xa.size):
-        if ya[i] >= floor:
+        if ya[i] + ma[i] >= floor:
             return i
     return xa.size - 1
 
 
-def find_late_boundary(x: ArrayLike, fid: ArrayLike, rtol: float = 1e-9) -> tuple[int, float, float]:
+def find_late_boundary(
+    x: ArrayLike, fid: ArrayLike, rtol: float = 1e-9, margin: ArrayLike | None = None
+) -> tuple[int, float, float]:
     """Minimum of the FID V-curve (sec 4.3); ties within ``rtol`` go to fewer large steps (larger x).
 
     ``x``: large-model re-entry point in percent of the process from its start, strictly ascending
-    (80 means the last 20% runs on the large model). Returns (k, x_k, fid_k).
+    (80 means the last 20% runs on the large model). ``margin``: per candidate, how far above the minimum it may
+    be and still count as tied (e.g. one standard error of its difference to the minimum, module docstring):
+    the latest such candidate is chosen. Returns (k, x_k, fid_k).
     """
     xa, fa = _pair(x, fid, "fid", min_len=2)
     _check_ascending(xa, strict=True)
     if isinstance(rtol, bool) or not isinstance(rtol, Real) or not (math.isfinite(rtol) and rtol >= 0):
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}: pass e.g. rtol=1e-9")
-    tied = np.flatnonzero(np.isclose(fa, fa.min(), rtol=rtol, atol=0.0))
+    ma = _margin(margin, xa.size)
+    lowest = fa.min()
+    tied = np.flatnonzero(np.isclose(fa, lowest, rtol=rtol, atol=0.0) | (fa <= lowest + ma))
     k = int(tied[-1])
     return k, float(xa[k]), float(fa[k])
 
 
 def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int, metric: str = "FID") -> list[str]:
-    """Failed premises of a late choice (sec 4.3: a V-curve with an interior minimum); [] when all hold."""
+    """Failed premises of a late choice (sec 4.3: a V-curve with an interior minimum); [] when all hold.
+
+    ``k`` is the chosen candidate: with a margin (:func:`find_late_boundary`) an interior minimum that the last
+    candidate (L-S-S) ties within its margin does not count as one.
+    """
     xa, fa = _pair(x, fid, "fid", min_len=2)
     _check_ascending(xa, strict=True)
     _check_index(k, xa.size)
     if 0 < k < xa.size - 1:
         return []
+    lowest = int(np.argmin(fa))
+    if k == xa.size - 1 and 0 < lowest < xa.size - 1:
+        return [
+            f"no interior minimum beyond noise: the {metric} minimum at x={xa[lowest]:g} ({fa[lowest]:.4g}) is within "
+            f"the margin of no re-entry (x={xa[k]:g}, {fa[k]:.4g}); re-entering the large model is not measurably "
+            "better than L-S-S on these prompts"
+        ]
     if k == xa.size - 1:
         why = f"re-entering the large model earlier never lowers {metric}"
     else:

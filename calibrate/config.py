@@ -10,7 +10,7 @@ from typing import Any
 
 from flowblending.errors import FlowBlendingError
 
-from .boundaries import DEFAULT_ALPHA, SIMILARITY_FLOOR
+from .boundaries import DEFAULT_ALPHA, DEFAULT_LATE_NOISE_SE, DEFAULT_NOISE_SE, SIMILARITY_FLOOR
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Model dtypes a calibration can run in."""
@@ -79,6 +79,17 @@ class CalibrationConfig:
     kid_subset_size: int | None = _opt(None, "KID subset size (default: 1000, capped by the smaller frame set).")
     alpha: float = _opt(DEFAULT_ALPHA, "Algorithm 1 slope threshold.")
     floor: float = _opt(SIMILARITY_FLOOR, "Similarity the early boundary must keep (paper sec 4.2).")
+    noise_se: float = _opt(
+        DEFAULT_NOISE_SE,
+        "Standard errors of measurement noise the early rule allows (over prompts x seeds): a point reaches "
+        "--floor unless its mean similarity is more than this many SEs below it. 0: the floor exactly.",
+    )
+    late_noise_se: float = _opt(
+        DEFAULT_LATE_NOISE_SE,
+        "Standard errors the late rule allows: the latest re-entry point within this many SEs of the late curve's "
+        "minimum is chosen (the one-standard-error rule). 0 (default): the minimum, the paper's rule; the SEs "
+        "are measured and reported either way.",
+    )
     method: str = _opt("full", "Calibration method.")
     segments: int = _opt(8, "sweep/search: number of equal segments K (sweep evaluates all 2^K patterns).")
     tolerance: float = _opt(
@@ -114,6 +125,14 @@ class CalibrationConfig:
                 raise CalibrationError(
                     f"--{name.replace('_', '-')} must be a fraction of the process in (0, 0.5], got {value!r}; "
                     "e.g. 0.1 for every 10% of the steps, or 1/steps for every step."
+                )
+        for name in ("noise_se", "late_noise_se"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value >= 0):
+                raise CalibrationError(
+                    f"--{name.replace('_', '-')} must be a number of standard errors >= 0, got {value!r}; e.g. 1 "
+                    "(the one-standard-error rule) or 0 (the plain rule)."
                 )
         if self.early_boundary is not None and not 0 < self.early_boundary < 1:
             raise CalibrationError(
@@ -208,6 +227,8 @@ class CalibrationConfig:
             "method",
             "alpha",
             "floor",
+            "noise_se",
+            "late_noise_se",
             "tolerance",
             "early_boundary",
             "late_metric",

@@ -188,10 +188,7 @@ def summary_text(
     elif record.early is not None:
         lines.append(f"  early boundary (Algorithm 1, alpha {record.early.alpha}): {record.early.choice_text()}")
     if record.late is not None:
-        late = record.late
-        src = f"{late.metric.upper()} minimum" if late.source != "divergence" else "divergence curve"
-        value = f" ({late.metric.upper()} {late.chosen.value:.4f})" if late.chosen.value is not None else ""
-        lines.append(f"  late boundary ({src}): large model again from {late.chosen.x:.1f}%{value}")
+        lines.append(f"  late boundary {record.late.choice_text()}")
     pe, pl = record.divergence.proxy_boundaries
     lines.append(f"  divergence proxy boundaries: {100 * pe:.1f}% / {100 * pl:.1f}%")
     cost = profile.cost
@@ -211,7 +208,7 @@ def summary_text(
         lines.append("  premise: not tested by this method (the schedule is the cheapest within tolerance)")
         lines += [f"  note: {note}" for note in record.notes if "starts with the small" in note]
     elif premise.holds:
-        lines.append("  premise: holds (early knee above the similarity floor, interior late minimum)")
+        lines.append("  premise: holds (early boundary reaches the similarity floor, interior late minimum)")
     else:
         lines.append("  premise: DOES NOT HOLD for this pair:")
         lines += [f"    - {f}" for f in premise.failed]

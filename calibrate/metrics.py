@@ -249,6 +249,34 @@ def late_metric_values(
     return [r[0] for r in results], [r[1] for r in results], results[0][2]
 
 
+def late_metric_leave_one_out(
+    metric: str,
+    extractor: FrameFeatures,
+    reference: Mapping[str, Any],
+    candidates: Sequence[Sequence[Tensor]],
+    *,
+    subset_size: int | None = None,
+) -> list[list[float]]:
+    """The late metric of each candidate recomputed without each unit: row ``i`` leaves unit ``i`` out.
+
+    ``candidates[c][i]`` are candidate ``c``'s frame features of unit ``i`` (one prompt and seed). The rows feed
+    :func:`calibrate.boundaries.difference_se` (the jackknife SE of each candidate's difference to the minimum).
+    """
+    units = len(candidates[0])
+    if units < 2 or any(len(c) != units for c in candidates):
+        raise ValueError(
+            f"every candidate needs the same units, at least 2, got {[len(c) for c in candidates]}: "
+            "calibrate on two or more prompts x seeds"
+        )
+    rows = []
+    for i in range(units):
+        kept = [[part for j, part in enumerate(c) if j != i] for c in candidates]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the full curve warned already if it had to
+            rows.append(late_metric_values(metric, extractor, reference, kept, subset_size=subset_size)[0])
+    return rows
+
+
 def late_metric_curves(
     chosen: str,
     extractor: FrameFeatures,

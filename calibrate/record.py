@@ -116,20 +116,32 @@ class EarlyRecord:
     chosen: EarlyChoice  # the boundary: Algorithm 1's knee, moved later to the similarity floor if below it
     premise: tuple[str, ...] = ()
     knee: EarlyChoice | None = None  # Algorithm 1's own knee when it was below the floor (None: chosen is it)
+    se: tuple[float, ...] | None = None  # standard error of the mean DINO similarity per point (over units)
+    noise_se: float = 0.0  # the floor is reached within noise_se x se (0: exactly)
 
     @property
     def dino(self) -> Stat:
         return self.metrics["dino"]
 
+    def margin(self, index: int) -> float:
+        """How far below the floor point ``index`` may be and still reach it (``noise_se`` standard errors)."""
+        return self.noise_se * self.se[index] if self.se is not None else 0.0
+
     def choice_text(self) -> str:
         """The boundary in words: where the small model comes in, its similarity, the floor, the knee if moved."""
         c = self.chosen
-        clears = "clears" if c.y >= self.floor else "misses"
-        text = f"small model from {c.x:.1f}% (DINO similarity {c.y:.4f}; {clears} the floor {self.floor:g})"
+        if c.y >= self.floor:
+            clears = "clears the floor"
+        elif c.y + self.margin(c.index) >= self.floor:
+            clears = f"reaches the floor within {self.noise_se:g} SE ({self.se[c.index]:.4f}) of"
+        else:
+            clears = "misses the floor"
+        text = f"small model from {c.x:.1f}% (DINO similarity {c.y:.4f}; {clears} {self.floor:g})"
         if self.knee is not None:
+            within = f" even within {self.noise_se:g} SE" if self.noise_se and self.se is not None else ""
             text += (
-                f"; Algorithm 1's knee at {self.knee.x:.1f}% (similarity {self.knee.y:.4f}) is below the floor, "
-                "so the boundary moved to the first later point that reaches it"
+                f"; Algorithm 1's knee at {self.knee.x:.1f}% (similarity {self.knee.y:.4f}) is below the floor"
+                f"{within}, so the boundary moved to the first later point that reaches it"
             )
         return text
 
@@ -140,11 +152,13 @@ class EarlyRecord:
         if self.knee is not None:
             out["knee"] = _plain(dict(self.knee.__dict__))
         out["premise"] = list(self.premise)
+        out["se"] = _plain(self.se)
+        out["noise_se"] = self.noise_se
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EarlyRecord:
-        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee"}
+        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee", "se", "noise_se"}
         c = data["chosen"]
         knee = data.get("knee")
         return cls(
@@ -156,6 +170,8 @@ class EarlyRecord:
             chosen=EarlyChoice(int(c["index"]), float(c["x"]), float(c["y"])),
             premise=tuple(data.get("premise") or ()),
             knee=None if knee is None else EarlyChoice(int(knee["index"]), float(knee["x"]), float(knee["y"])),
+            se=_floats(data["se"]) if data.get("se") is not None else None,
+            noise_se=float(data.get("noise_se") or 0.0),
         )
 
 
@@ -190,10 +206,35 @@ class LateRecord:
     subset_size: int | None = None  # KID: frames per subset
     requested: str = "fid"  # --late-metric as given ("auto" chose ``metric``)
     others: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # the other metrics' curves
+    se: tuple[float, ...] | None = None  # jackknife SE of each candidate's difference to the minimum (0 there)
+    noise_se: float = 0.0  # candidates within noise_se x se of the minimum tie with it; the latest is chosen
+
+    @property
+    def minimum(self) -> int | None:
+        """Index of the curve's minimum (the chosen point unless a later one ties within noise)."""
+        return None if self.values is None else min(range(len(self.values)), key=self.values.__getitem__)
+
+    def choice_text(self) -> str:
+        """The boundary in words: ``(rule): large model again from x% (value...)``."""
+        m, c = self.metric.upper(), self.chosen
+        if self.source == "divergence" or c.value is None:
+            return f"(divergence curve): large model again from {c.x:.1f}%"
+        low = self.minimum
+        last = self.x is not None and c.index == len(self.x) - 1
+        where = "no re-entry (L-S-S)" if last else f"large model again from {c.x:.1f}%"
+        if self.se is None or low is None or low == c.index or self.values is None or self.x is None:
+            return f"({m} minimum): {where} ({m} {c.value:.4f})"
+        gap, margin = c.value - self.values[low], self.noise_se * self.se[c.index]
+        return (
+            f"(latest point within {self.noise_se:g} SE of the {m} minimum): {where} ({m} {c.value:.4f}, "
+            f"{gap:+.4f} from the minimum {self.values[low]:.4f} at {self.x[low]:.1f}%, within {margin:.4f})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         key = self.metric
         return {
+            "se": _plain(self.se),
+            "noise_se": self.noise_se,
             "requested": self.requested,
             "spread": _plain(self.spread),
             "subset_size": self.subset_size,
@@ -230,6 +271,8 @@ class LateRecord:
             subset_size=data.get("subset_size"),
             requested=data.get("requested", metric),
             others={m: _floats(data[m]) for m in LATE_METRIC_NAMES if m != metric and data.get(m) is not None},
+            se=_floats(data["se"]) if data.get("se") is not None else None,
+            noise_se=float(data.get("noise_se") or 0.0),
         )
 
 

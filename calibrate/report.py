@@ -238,6 +238,10 @@ def _plot_early(figure_cls: Any, early: EarlyRecord, path: Path) -> Path:
     if dino is not None:
         _band(ax, x, dino, color=_COLORS["mean"], label="DINO similarity")
     ax.axhline(early.floor, color="0.4", ls="--", lw=1, label=f"similarity floor {early.floor:g}")
+    if early.se is not None and early.noise_se > 0 and dino is not None:
+        reach = _arr(dino.mean, len(x)) + early.noise_se * _arr(early.se, len(x))
+        label = f"mean + {early.noise_se:g} SE (a point reaches the floor when this does)"
+        ax.plot(x, reach, color=_COLORS["mean"], ls=":", lw=1, label=label)
     c = early.chosen
     if early.knee is not None:
         ax.plot(
@@ -271,12 +275,19 @@ def _plot_late(figure_cls: Any, late: LateRecord, path: Path) -> Path:
     values = _arr(late.values, len(x))
     fig = figure_cls(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(x, values, color=_COLORS["mean"], marker="o", lw=1.8, label=metric)
-    c = late.chosen
+    c, low = late.chosen, late.minimum
+    if late.se is not None:
+        ax.errorbar(
+            x, values, yerr=_arr(late.se, len(x)), color=_COLORS["mean"], marker="o", lw=1.8, capsize=3,
+            label=f"{metric} ± 1 SE of its difference to the minimum (jackknife over prompts × seeds)",
+        )  # fmt: skip
+        ax.axhline(values[low], color="0.5", ls=":", lw=1, label=f"minimum {x[low]:.1f}% ({metric} {values[low]:.4g})")
+    else:
+        ax.plot(x, values, color=_COLORS["mean"], marker="o", lw=1.8, label=metric)
     if c.value is not None:
         ax.plot(
             [c.x], [c.value], marker="*", ms=16, color=_COLORS["late"], ls="none",
-            label=f"minimum {c.x:.1f}% ({metric} {c.value:.4g})",
+            label=f"chosen {c.x:.1f}% ({metric} {c.value:.4g})",
         )  # fmt: skip
     detail = [f"{late.feature} features"] if late.feature else []
     detail += [f"{late.generated_frames} generated frames"] if late.generated_frames else []
@@ -576,11 +587,7 @@ def _summary(record: CalibrationRecord, profile: Mapping) -> list[str]:
     if early is not None:
         lines.append(f"- Early boundary (Algorithm 1, alpha {_fmt(early.alpha, 'g')}): {early.choice_text()}")
     if late is not None:
-        src = f"{metric} minimum" if _measured(late) else f"divergence curve (no {metric})"
-        lines.append(
-            f"- Late boundary ({src}): large model again from {_fmt(late.chosen.x, '.1f')}% "
-            f"({metric} {_fmt(late.chosen.value)})"
-        )
+        lines.append(f"- Late boundary {late.choice_text()}")
     proxy = record.divergence.proxy_boundaries
     lines.append(f"- Divergence proxy boundaries (sec 5.1): {' / '.join(_pct(p) for p in proxy)}")
     gaps = []
@@ -700,12 +707,15 @@ def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
     if early.premise:
         lines += ["Early-curve checks that failed:", "", *_bullets(early.premise), ""]
     metrics = _early_metrics(early)
-    header = ["x (%)", *[f"{k.upper()} {part}" for k, _ in metrics for part in ("mean", "std")], "chosen"]
+    header = ["x (%)", *[f"{k.upper()} {part}" for k, _ in metrics for part in ("mean", "std")]]
+    header += ["DINO mean SE", "chosen"] if early.se is not None else ["chosen"]
     rows = []
     for i, x in enumerate(early.x):
         row = [_fmt(x, ".1f")]
         for _, stat in metrics:
             row += [_fmt(_at(stat.mean, i)), _fmt(_at(stat.std, i))]
+        if early.se is not None:
+            row.append(_fmt(_at(early.se, i)))
         row.append("★" if c.index == i else "")
         rows.append(row)
     return [*lines, *_table(header, rows), ""]
@@ -728,18 +738,21 @@ def _late_section(late: LateRecord | None, plotted: bool) -> list[str]:
         lines += [f"![{metric} vs large-model re-entry point](late.png)", ""]
     lines += [
         f"{metric} on `{late.feature or 'n/a'}` features{_generated(late)} against {late.reference_frames} reference "
-        f"frames; minimum at {_fmt(c.x, '.1f')}% ({metric} {_fmt(c.value)}). x is where the large model takes over "
+        f"frames; chosen {late.choice_text()}. x is where the large model takes over "
         "again: 80 means the last 20% of the process runs on the large model; 100 means L-S-S; x at the early "
         "boundary means no small-model steps (large-only).",
         "",
     ]
     if late.premise:
         lines += ["Late-curve checks that failed:", "", *_bullets(late.premise), ""]
-    rows = [
-        [_fmt(x, ".1f"), _fmt(_at(late.steps, i), "d"), _fmt(_at(late.values, i)), "★" if c.index == i else ""]
-        for i, x in enumerate(late.x)
-    ]
-    return [*lines, *_table(["x (%)", "step", metric, "chosen"], rows), ""]
+    header = ["x (%)", "step", metric]
+    header += [f"SE of the difference to the minimum (allowed: {late.noise_se:g} SE)"] if late.se is not None else []
+    rows = []
+    for i, x in enumerate(late.x):
+        row = [_fmt(x, ".1f"), _fmt(_at(late.steps, i), "d"), _fmt(_at(late.values, i))]
+        row += [_fmt(_at(late.se, i))] if late.se is not None else []
+        rows.append([*row, "★" if c.index == i else ""])
+    return [*lines, *_table([*header, "chosen"], rows), ""]
 
 
 def _search_section(record: CalibrationRecord, plotted: bool) -> list[str]:

@@ -411,6 +411,7 @@ def run(
             width=width,
             num_frames=num_frames,
             negative_prompt=negative_prompt,
+            fps=fps,
         )
         if report.setting_differences and not warned:
             click.echo("warning: outside the calibration setting: " + "; ".join(report.setting_differences), err=True)

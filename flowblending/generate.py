@@ -172,7 +172,10 @@ def generate(
     output_type: str = "np",
     **overrides: Any,
 ) -> tuple[Any, RunReport]:
-    """One video from a routed pipeline with the profile's setting (``overrides`` win); frames and a report."""
+    """One video from a routed pipeline with the profile's setting (``overrides`` win); frames and a report.
+
+    ``fps`` (an override, else the profile's) is passed as ``frame_rate=`` to pipelines that take one (LTX).
+    """
     import torch
 
     from .router import RoutingTransformer
@@ -183,9 +186,12 @@ def generate(
         raise TypeError(
             "pipe.transformer is not a RoutingTransformer; call flowblending.apply_profile(pipe, ...) first."
         )
+    fps = overrides.pop("fps", None) or profile.setting.fps
     kwargs = {**profile.setting.call_kwargs(), **{k: v for k, v in overrides.items() if v is not None}}
     if image is not None:
         kwargs["image"] = image
+    if fps is not None and "frame_rate" not in kwargs and _accepts(pipe, "frame_rate"):
+        kwargs["frame_rate"] = fps  # LTX conditions its positional embedding on the frame rate
     diffs = setting_differences(profile, kwargs, pipe.scheduler)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     base_steps = kwargs.get("num_inference_steps") or _default_steps(pipe) or profile.setting.num_inference_steps
@@ -213,6 +219,14 @@ def generate(
         uncond_skipped_per_role=dict(counters.uncond_skipped),
     )
     return videos_of(out, output_type)[0], report
+
+
+def _accepts(pipe: Any, name: str) -> bool:
+    """Whether ``pipe.__call__`` takes the keyword argument ``name``."""
+    try:
+        return name in inspect.signature(type(pipe).__call__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _default_steps(pipe: Any) -> int | None:

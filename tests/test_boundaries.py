@@ -9,12 +9,17 @@ import pytest
 
 from calibrate.boundaries import (
     DEFAULT_ALPHA,
+    DEFAULT_LATE_NOISE_SE,
+    DEFAULT_NOISE_SE,
     SIMILARITY_FLOOR,
+    difference_se,
     early_curve_premise,
     find_early_boundary,
     find_late_boundary,
+    jackknife_se,
     late_curve_premise,
     local_slopes,
+    mean_se,
     raise_to_floor,
 )
 
@@ -231,3 +236,62 @@ def test_the_early_record_keeps_a_moved_knee_through_json():
     assert "knee at 40.0% (similarity 0.9480) is below the floor" in record.choice_text()
     unmoved = EarlyRecord.from_dict({k: v for k, v in data.items() if k != "knee"})
     assert unmoved.knee is None and "knee" not in unmoved.choice_text()
+
+
+# -- the noise margin (one-standard-error rule) ------------------------------------------------------------------
+
+
+def test_jackknife_se_by_hand():
+    # leave-one-out values 1, 2, 3: mean 2, squared deviations 1 + 0 + 1; sqrt(2/3 * 2) = sqrt(4/3)
+    assert jackknife_se([1.0, 2.0, 3.0]) == pytest.approx([math.sqrt(4 / 3)])
+    assert jackknife_se([[1.0, 5.0], [3.0, 5.0]]) == pytest.approx([1.0, 0.0])  # sqrt(1/2 * 2), a constant column
+    with pytest.raises(ValueError, match="one row per left-out unit"):
+        jackknife_se([[1.0, 2.0]])
+
+
+def test_the_jackknife_se_of_a_mean_is_std_over_sqrt_n():
+    rows = np.array([[0.9, 0.5], [0.8, 0.7], [1.0, 0.6], [0.7, 0.2]])
+    loo = np.array([np.delete(rows, i, axis=0).mean(axis=0) for i in range(4)])
+    assert jackknife_se(loo) == pytest.approx(mean_se(rows))
+    assert mean_se(rows) == pytest.approx(rows.std(axis=0, ddof=1) / 2)
+    assert mean_se([[0.9, 0.5]]).tolist() == [0.0, 0.0]  # one unit: no margin
+
+
+def test_difference_se_is_paired_to_the_minimum():
+    # candidate 1 is the minimum; candidate 0 always 1 above it (zero SE), candidate 2 moves against it
+    values = [2.0, 1.0, 1.5]
+    loo = [[2.0, 1.0, 1.0], [3.0, 2.0, 3.0]]
+    # candidate 2's differences 0 and 1: deviations +-0.5, sqrt(1/2 * (0.25 + 0.25)) = 0.5
+    assert difference_se(values, loo) == pytest.approx([0.0, 0.0, 0.5])
+
+
+def test_a_margin_lets_the_floor_be_reached_within_noise():
+    x, y = [0, 20, 40, 60, 100], [0.6, 0.9, 0.948, 0.97, 1.0]
+    assert raise_to_floor(x, y, 2, 0.96) == 3
+    assert raise_to_floor(x, y, 2, 0.96, margin=[0, 0, 0.0138, 0, 0]) == 2  # 0.948 + 0.0138 >= 0.96
+    assert raise_to_floor(x, y, 2, 0.96, margin=[0, 0, 0.011, 0, 0]) == 3  # 0.959 < 0.96
+    assert early_curve_premise(x, y, 2, 0.96, margin=[0, 0, 0.0138, 0, 0]) == []
+    (failed,) = early_curve_premise(x, y, 2, 0.96, margin=[0, 0, 0.011, 0, 0])
+    assert "0.948 is below the floor 0.96 by more than its margin 0.011" in failed
+    with pytest.raises(ValueError, match=r"margin\[1\] is -1"):
+        raise_to_floor(x, y, 2, 0.96, margin=[0, -1, 0, 0, 0])
+    with pytest.raises(ValueError, match="one value per candidate"):
+        raise_to_floor(x, y, 2, 0.96, margin=[0, 0])
+
+
+def test_the_latest_late_point_within_its_margin_of_the_minimum_is_chosen():
+    x = [50, 60, 70, 80, 90, 100]
+    kid = [0.441, 0.422, 0.415, 0.420, 0.430, 0.464]
+    assert find_late_boundary(x, kid) == (2, 70.0, 0.415)
+    # 80 %: +0.005 <= 0.006; 90 %: +0.015 > 0.01; so the latest tie is 80 %
+    assert find_late_boundary(x, kid, margin=[0.02, 0.01, 0, 0.006, 0.01, 0.03]) == (3, 80.0, 0.42)
+    # everything within its margin: no re-entry (L-S-S), and the premise says why
+    k, xk, _ = find_late_boundary(x, kid, margin=[0.03, 0.01, 0, 0.01, 0.02, 0.05])
+    assert (k, xk) == (5, 100.0)
+    (failed,) = late_curve_premise(x, kid, k, "KID")
+    assert failed.startswith("no interior minimum beyond noise: the KID minimum at x=70 (0.415) is within the margin")
+    assert late_curve_premise(x, kid, 3, "KID") == []
+
+
+def test_the_default_noise_margins_are_one_standard_error_early_and_none_late():
+    assert DEFAULT_NOISE_SE == 1.0 and DEFAULT_LATE_NOISE_SE == 0.0

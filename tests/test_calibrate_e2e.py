@@ -260,3 +260,13 @@ def test_beam_search_costs_less_than_the_exhaustive_sweep(assets, tmp_path):
     assert done < sum(cost["exhaustive_trie_segment_evaluations"].values())  # 2 x (2^5 - 2) for 2 prompts
     assert search["chosen"]["pattern"] in {c["pattern"] for c in search["candidates"]}
     assert load_profile(tmp_path / "search.json").calibration["method"] == "search"
+
+
+@pytest.mark.parametrize("name", ["noise_se", "late_noise_se"])
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), True, "1"])
+def test_a_bad_noise_margin_is_refused_naming_the_flag(assets, name, bad):
+    from calibrate.config import CalibrationError
+
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(CalibrationError, match=rf"{flag} must be a number of standard errors >= 0, got .*; e\.g\. 1"):
+        _config(assets, **{name: bad})

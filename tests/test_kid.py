@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from calibrate.metrics import KID_RULE_FACTOR, choose_late_metric, kid_against_reference, kid_subset_size
+from calibrate.boundaries import difference_se
+from calibrate.metrics import (
+    KID_RULE_FACTOR,
+    choose_late_metric,
+    kid_against_reference,
+    kid_subset_size,
+    late_metric_leave_one_out,
+)
 
 
 def test_kid_equals_torchmetrics_on_the_same_features():
@@ -75,3 +82,33 @@ def test_a_calibration_records_the_metric_it_used(calibration_assets, tmp_path):
     assert fid.record.late.metric == "fid" and fid.record.late.values == kid.others["fid"]
     assert fid.record.late.others["kid"] == kid.values
     assert fid.profile.calibration["late"]["kid"] == list(kid.values)
+    # by default the late rule is the paper's plain minimum; the SEs are measured all the same
+    for late in (kid, fid.record.late):
+        low = late.values.index(min(late.values))
+        assert late.chosen.index == low and late.noise_se == 0.0
+        assert len(late.se) == 3 and late.se[low] == 0.0 and all(s > 0 for i, s in enumerate(late.se) if i != low)
+    # the one-standard-error rule: the chosen point ties the minimum within its margin, no later point does
+    loose = calibrate(CalibrationConfig(**base, late_noise_se=1), work_dir=work, progress=False, log=lambda s: None)
+    late = loose.record.late
+    assert late.se == kid.se and late.noise_se == 1.0
+    tied = [i for i, v in enumerate(late.values) if v <= min(late.values) + late.se[i]]
+    assert late.chosen.index == tied[-1]
+    plain = calibrate(CalibrationConfig(**base, noise_se=0), work_dir=work, progress=False, log=lambda s: None)
+    assert plain.record.early.noise_se == 0 and plain.record.late.chosen == kid.chosen
+
+
+def test_leave_one_out_rows_are_the_metric_without_each_unit():
+    g = torch.Generator().manual_seed(5)
+    real = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    units = [[torch.randn(6, 4, generator=g, dtype=torch.float64) + shift for _ in range(3)] for shift in (0, 1)]
+    reference = {"features": real}
+    rows = late_metric_leave_one_out("kid", None, reference, units, subset_size=10)
+    for i, row in enumerate(rows):
+        kept = [[u for j, u in enumerate(c) if j != i] for c in units]
+        assert row == [kid_against_reference(real, c, subset_size=10)[0] for c in kept]
+    full = [kid_against_reference(real, c, subset_size=10)[0] for c in units]
+    assert full[1] > full[0]  # the shifted candidate is worse
+    se = difference_se(full, rows)
+    assert se[0] == 0.0 and se[1] > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        late_metric_leave_one_out("kid", None, reference, [[units[0][0]]])

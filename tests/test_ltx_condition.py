@@ -188,3 +188,23 @@ def test_cli_run_with_image_writes_the_video(tiny_condition, condition_profile, 
             assert (video.n_frames, video.size) == (9, (32, 32))
         outputs.append(gif.read_bytes())
     assert outputs[0] != outputs[1]  # the image reached the pipeline
+
+
+def test_the_profile_fps_reaches_ltx_as_its_frame_rate(tiny_condition, condition_profile):
+    """LTX conditions on ``frame_rate=``: generate passes the profile's (or the override's) fps as that argument."""
+    from dataclasses import replace
+
+    from flowblending.generate import generate
+
+    profile = flowblending.load_profile(condition_profile)
+    pipe = flowblending.load_pipeline(profile, schedule=segments_from_pattern("L"))
+    image = tiny_condition.call_kwargs["image"]
+    plain = DiffusionPipeline.from_pretrained(tiny_condition.pipeline_dir)
+    at = {rate: _run(plain, tiny_condition, 6, frame_rate=rate)[0] for rate in (10, 25)}
+    assert not torch.equal(at[10], at[25])  # the frame rate changes the tiny model's output
+
+    overridden, _ = generate(pipe, profile, PROMPT, image=image, output_type="pt", num_inference_steps=6, fps=10)
+    assert torch.equal(overridden, at[10])
+    with_setting = replace(profile, setting=replace(profile.setting, fps=10))
+    from_profile, _ = generate(pipe, with_setting, PROMPT, image=image, output_type="pt", num_inference_steps=6)
+    assert torch.equal(from_profile, at[10])

@@ -263,3 +263,14 @@ def test_a_fixed_early_boundary_is_what_the_summary_reports(assets, tmp_path):
     out = _run(_config(assets, method="full", early_boundary=1 / 3, prompts=PROMPTS[:1]), tmp_path)
     assert "early boundary fixed by --early-boundary 0.333" in out.summary and "(step 2)" in out.summary
     assert "Algorithm 1, alpha" not in out.summary
+
+
+def test_a_fixed_early_boundary_off_the_grid_is_swept_in_pass_1_and_starts_pass_2(assets, tmp_path):
+    config = _config(assets, early_boundary=0.5, prompts=PROMPTS[:1])  # step 3; the 1/3 grid has 0, 2, 4
+    with CallCounter(assets) as counter:
+        out = _run(config, tmp_path)
+    assert out.record.early.steps == (0, 2, 3, 4, 6)
+    assert out.record.late.steps == (3, 4, 6)
+    assert out.profile.schedule[1].start == 0.5
+    # large: 6 steps x 2 calls + the last 2 steps of L-S(3)-L(4); small: the shadow + branches 0, 2, 3, 4 minus reuse
+    assert counter.calls == {"large": 12 + 4, "small": 12 + 2 * (5 + 3 + 2 + 1)} == dict(out.record.calls.computed)

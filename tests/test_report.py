@@ -226,7 +226,7 @@ def test_late_boundary_from_divergence_has_no_fid_plot(tmp_path):
     assert not (tmp_path / "late.png").exists() and (tmp_path / "early.png").exists()
     md = path.read_text(encoding="utf-8")
     assert "late boundary comes from the divergence curve, 75.0%" in md
-    assert "(FID n/a)" in md
+    assert "- Late boundary (divergence curve): large model again from 75.0%\n" in md
     assert "# FlowBlending calibration report: unnamed profile" in md  # no profile given
 
 
@@ -375,3 +375,34 @@ def test_sweep_report_has_front_and_schedule_table(tmp_path):
     assert _png(tmp_path / "front.png").width >= 500
     csv = (tmp_path / "schedules.csv").read_text(encoding="utf-8").splitlines()
     assert csv[0] == "pattern,flops,fid,dino" and len(csv) == 9 and csv[3].startswith("LSL,")
+
+
+def test_a_late_point_tied_with_the_minimum_within_noise_is_reported_with_its_margin(tmp_path):
+    cal = _calibration()
+    late = cal["late"]
+    late["fid"] = [3.0, 2.0, 1.0, 1.05, 1.5, 2.5]  # minimum at 70 %; 80 % is 0.05 above it, within 1 SE (0.08)
+    late |= {"chosen": {"index": 3, "x": 80.0, "fid": 1.05}, "se": [0.5, 0.3, 0.0, 0.08, 0.2, 0.4], "noise_se": 1.0}
+    cal["early"] |= {"se": [0.01] * 11, "noise_se": 1.0}
+    md = write_report(cal, tmp_path, profile=_profile()).read_text(encoding="utf-8")
+    text = "Late boundary (latest point within 1 SE of the FID minimum): large model again from 80.0% (FID 1.0500, "
+    assert text + "+0.0500 from the minimum 1.0000 at 70.0%, within 0.0800)" in md
+    assert "| x (%) | step | FID | SE of the difference to the minimum (allowed: 1 SE) | chosen |" in md
+    assert "| 70.0 | 14 | 1.0000 | 0.0000 |  |" in md and "| 80.0 | 16 | 1.0500 | 0.0800 | ★ |" in md
+    assert "| 40.0 | 0.9700 | 0.0200 |" in md and "| 0.0100 | ★ |" in md  # the early table's SE column
+    assert CalibrationRecord.from_dict(cal).to_dict()["late"]["se"] == late["se"]
+
+
+def test_a_late_choice_at_the_end_of_the_grid_is_named_l_s_s():
+    from calibrate.record import LateChoice, LateRecord
+
+    x, values = (40.0, 70.0, 100.0), (2.0, 1.5, 1.0)
+    end = LateRecord(source="fid", chosen=LateChoice(2, 100.0, 1.0), x=x, steps=(8, 14, 20), values=values)
+    assert end.choice_text() == "(FID minimum): no re-entry (L-S-S) (FID 1.0000)"
+    tied = LateRecord(
+        source="kid", metric="kid", chosen=LateChoice(2, 100.0, 1.2), x=x, steps=(8, 14, 20), values=(2.0, 1.0, 1.2),
+        se=(0.5, 0.0, 0.3), noise_se=1.0,
+    )  # fmt: skip
+    assert tied.choice_text() == (
+        "(latest point within 1 SE of the KID minimum): no re-entry (L-S-S) (KID 1.2000, +0.2000 from the minimum "
+        "1.0000 at 70.0%, within 0.3000)"
+    )

@@ -24,10 +24,12 @@ from flowblending.errors import FlowBlendingError
 from flowblending.schedule import first_step
 
 from ..boundaries import (
+    difference_se,
     early_curve_premise,
     find_early_boundary,
     find_late_boundary,
     late_curve_premise,
+    mean_se,
     raise_to_floor,
 )
 from ..record import (
@@ -117,7 +119,10 @@ class FullMethod(Method):
 
     @staticmethod
     def early_steps(ctx: Context) -> list[int]:
-        return grid_steps(ctx.config.early_grid, ctx.num_steps, include_zero=True)
+        """Early switch steps of pass 1: the grid's, plus ``--early-boundary``'s so that pass 2 can start there."""
+        steps = grid_steps(ctx.config.early_grid, ctx.num_steps, include_zero=True)
+        fixed = None if ctx.config.early_boundary is None else first_step(ctx.config.early_boundary, ctx.num_steps)
+        return sorted({*steps, fixed}) if fixed is not None and fixed < ctx.num_steps else steps
 
     @staticmethod
     def late_grid(ctx: Context) -> list[int]:
@@ -254,8 +259,10 @@ class FullMethod(Method):
             else:
                 metrics[metric] = stat(rows)
         y = metrics["dino"].mean
+        se = mean_se([[u[str(k)]["dino"] for k in steps] + [1.0] for u in per_unit])
+        margin = config.noise_se * se
         knee, _, _ = find_early_boundary(xs, y, config.alpha)
-        k = raise_to_floor(xs, y, knee, config.floor)
+        k = raise_to_floor(xs, y, knee, config.floor, margin)
         return EarlyRecord(
             x=tuple(xs),
             steps=(*steps, n),
@@ -263,8 +270,10 @@ class FullMethod(Method):
             floor=config.floor,
             metrics=metrics,
             chosen=EarlyChoice(int(k), float(xs[k]), float(y[k])),
-            premise=tuple(early_curve_premise(xs, y, k, config.floor)),
+            premise=tuple(early_curve_premise(xs, y, k, config.floor, margin)),
             knee=None if k == knee else EarlyChoice(int(knee), float(xs[knee]), float(y[knee])),
+            se=tuple(float(v) for v in se),
+            noise_se=config.noise_se,
         )
 
     @staticmethod
@@ -278,7 +287,7 @@ class FullMethod(Method):
 
     def late_record(self, ctx: Context, e: int) -> tuple[LateRecord, list[dict[str, int]]]:
         """The late metric of every candidate over all units against the reference, and its minimum (sec 4.3)."""
-        from ..metrics import choose_late_metric, late_metric_curves
+        from ..metrics import choose_late_metric, late_metric_curves, late_metric_leave_one_out
 
         work, n, config = ctx.work, ctx.num_steps, ctx.config
         steps = [e, *self.late_steps(ctx, e), n]
@@ -297,7 +306,11 @@ class FullMethod(Method):
         _, spread, subset = curves["kid"]
         values = curves[metric][0]
         xs = [100 * r / n for r in steps]
-        k, xk, vk = find_late_boundary(xs, values)
+        se = None
+        if len(per_unit) > 1:  # measured whatever the rule, so the report can show the noise
+            loo = late_metric_leave_one_out(metric, extractor, ref, candidates, subset_size=config.kid_subset_size)
+            se = difference_se(values, loo)
+        k, xk, vk = find_late_boundary(xs, values, margin=None if se is None else config.late_noise_se * se)
         record = LateRecord(
             source=metric,
             metric=metric,
@@ -313,6 +326,8 @@ class FullMethod(Method):
             spread=tuple(spread) if metric == "kid" else None,
             subset_size=subset if metric == "kid" else None,
             others={name: tuple(v[0]) for name, v in curves.items() if name != metric},
+            se=None if se is None else tuple(float(v) for v in se),
+            noise_se=config.late_noise_se if se is not None else 0.0,
         )
         return record, calls
 
