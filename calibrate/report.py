@@ -289,10 +289,10 @@ def _plot_late(figure_cls: Any, late: LateRecord, path: Path) -> Path:
             [c.x], [c.value], marker="*", ms=16, color=_COLORS["late"], ls="none",
             label=f"chosen {c.x:.1f}% ({metric} {c.value:.4g})",
         )  # fmt: skip
-    detail = [f"{late.feature} features"] if late.feature else []
+    detail = [f"{late.feature.rstrip('/').rsplit('/', 1)[-1]} features"] if late.feature else []
     detail += [f"{late.generated_frames} generated frames"] if late.generated_frames else []
     ax.set_xlabel("large-model re-entry point (% of the process)  [100 = no re-entry, L-S-S]")
-    ax.set_ylabel(metric + (f" ({', '.join(detail)})" if detail else ""))
+    ax.set_ylabel(metric + (f"\n({', '.join(detail)})" if detail else ""))
     ax.set_title(f"Late boundary: {metric} V-curve (paper sec 4.3, Fig. 5)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

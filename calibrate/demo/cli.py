@@ -188,8 +188,8 @@ def run_demo(
     rows = [k for k in videos if not k.startswith("S-L-L")]  # large-only, calibrated, L-S-S, L-S-L, small-only
     sheet = write_contact_sheet(
         {
-            f"{prompt} (held-out seed)": {label: videos[label][i].permute(0, 2, 3, 1).numpy() for label in rows}
-            for i, prompt in enumerate(eval_set[:3])
+            f"{eval_set[i]} (held-out seed)": {label: videos[label][i].permute(0, 2, 3, 1).numpy() for label in rows}
+            for i in range(0, len(eval_set), max(1, len(eval_set) // 3))[:3]  # spread over colours and shapes
         },
         Path(outcome.report_path).parent / "demo-contact-sheet.png",
     )

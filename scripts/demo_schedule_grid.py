@@ -1,0 +1,102 @@
+"""Judge a grid of L-S-L schedules of the demo pair on held-out seeds: where the boundaries should be, by pixels.
+
+Every early boundary ``e`` x re-entry point ``r`` (``r = 1``: L-S-S) is generated through the runtime
+(``apply_profile``) on the 48 demo prompts at each seed and scored by the demo judge (all attributes right,
+detail), never by the calibrator's feature model; large-only and small-only are the ends. The table it prints
+is the one docs/demo.md and docs/calibration.md quote for the late rule.
+
+    python scripts/demo_schedule_grid.py --seeds 1234,1000,2026 --output demo-grid.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo", help="the demo profile (models, setting, cost)")
+    parser.add_argument("--seeds", default="1234,1000", help="held-out generation seeds (the calibration uses 0)")
+    parser.add_argument("--early", type=_floats, default=[0.3, 0.4, 0.5], help="early boundaries")
+    parser.add_argument("--late", type=_floats, default=[0.6, 0.7, 0.8, 0.9, 1.0], help="re-entry points (1: L-S-S)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path("demo-grid.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    import flowblending
+    from calibrate.demo.cli import demo_settings
+    from calibrate.demo.data import PROMPTS, parse_prompt
+    from calibrate.demo.evaluate import generate
+    from calibrate.demo.judge import judge_videos, load_shape_classifier, predict
+    from flowblending.cost import schedule_cost
+    from flowblending.schedule import Segment, plan_steps
+
+    torch.set_flush_denormal(True)
+    torch.set_num_threads(args.threads)
+    settings = demo_settings()
+    profile = flowblending.load_profile(args.profile)
+    pipe = flowblending.load_pipeline(profile, roles=tuple(profile.models))
+    pipe.set_progress_bar_config(disable=True)
+    judge = load_shape_classifier()
+    prompts = list(PROMPTS)
+    n = profile.setting.num_inference_steps
+    flops_per_step = dict(profile.cost.flops_per_step)
+    large_flops = schedule_cost(["large"] * n, flops_per_step).flops_total
+
+    grid: dict[str, tuple[Segment, ...]] = {"large-only": (Segment("large", 0.0, 1.0),)}
+    for e in args.early:
+        for r in args.late:
+            if r > e:
+                tail = (Segment("large", r, 1.0),) if r < 1 else ()
+                grid[f"{e:g}/{r:g}"] = (Segment("large", 0.0, e), Segment("small", e, r), *tail)
+    grid["small-only"] = (Segment("small", 0.0, 1.0),)
+
+    results: dict[str, dict] = {}
+    for name, schedule in grid.items():
+        flops = schedule_cost(list(plan_steps(schedule, n)), flops_per_step).flops_total / large_flops
+        results[name] = {"segments": [s.to_dict() for s in schedule], "flops_ratio": flops, "seeds": {}}
+        for seed in (int(s) for s in args.seeds.split(",")):
+            started = time.perf_counter()
+            flowblending.apply_profile(pipe, profile, schedule=schedule)
+            videos = generate(
+                pipe,
+                prompts,
+                seed=seed,
+                guidance_scale=float(settings["guidance_scale"]),
+                num_inference_steps=profile.setting.num_inference_steps,
+                max_sequence_length=int(settings["max_sequence_length"]),
+            )
+            verdict = judge_videos(videos, prompts, judge)
+            right = [int(p == parse_prompt(q)) for p, q in zip(predict(videos, judge), prompts, strict=True)]
+            results[name]["seeds"][str(seed)] = {
+                "accuracy": verdict["all"],
+                "detail": verdict["detail"],
+                "right": right,
+            }
+            print(
+                f"{name:<11} FLOPs {flops:.3f} seed {seed}: all {verdict['all']:.3f} detail {verdict['detail']:.3f} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    print("\nall attributes right, pooled over seeds (videos):")
+    for name, row in results.items():
+        right = [v for s in row["seeds"].values() for v in s["right"]]
+        row["pooled"] = sum(right) / len(right)
+        print(f"  {name:<11} FLOPs {row['flops_ratio']:.3f}  {row['pooled']:.3f} ({sum(right)}/{len(right)})")
+    args.output.write_text(json.dumps({"prompts": len(prompts), "grid": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
