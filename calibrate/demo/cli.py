@@ -295,7 +295,7 @@ def _quiet_loading() -> None:
     help="Videos per schedule for semantic accuracy.",
 )
 @click.option("--timing-repeats", type=click.IntRange(1, 50), default=3, show_default=True)
-@click.option("--quick", is_flag=True, help="Every stage with less work (4 prompts, 8 evaluation videos).")
+@click.option("--quick", is_flag=True, help="Every stage with less work (2 prompts, 8 evaluation videos).")
 def demo_command(
     output_dir: str, num_prompts: int, seeds: str, eval_prompts: int, timing_repeats: int, quick: bool
 ) -> None:
@@ -305,7 +305,7 @@ def demo_command(
     from ..cli import _seeds
 
     if quick:
-        num_prompts, eval_prompts, timing_repeats = 4, 8, 1
+        num_prompts, eval_prompts, timing_repeats = 2, 8, 1
     run_demo(
         Path(output_dir),
         prompts=num_prompts,
