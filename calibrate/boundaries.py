@@ -31,9 +31,9 @@ SIMILARITY_FLOOR = 0.96
 # docs/calibration.md, "Noise").
 DEFAULT_NOISE_SE = 1.0
 
-# The same for the late rule: 0, the paper's plain minimum. With one SE the rule lands on the cheap end of a V
-# whose differences are all within noise, and on the demo pair the judge's held-out accuracy says those later
-# re-entry points lose what the feature-space metric cannot see (docs/calibration.md, "Noise").
+# The same for the late rule: 0, the paper's plain minimum. With one SE the rule lands on the far end of a V whose
+# differences are all within noise (L-S-S on the demo pair), and the judge's held-out accuracy does not support
+# dropping the last stage either (docs/calibration.md, "Noise").
 DEFAULT_LATE_NOISE_SE = 0.0
 
 

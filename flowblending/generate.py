@@ -221,20 +221,23 @@ def generate(
     return videos_of(out, output_type)[0], report
 
 
+def _call_parameters(pipe: Any) -> Mapping[str, inspect.Parameter]:
+    """The keyword parameters of ``pipe.__call__`` (empty when its signature cannot be read)."""
+    try:
+        return inspect.signature(type(pipe).__call__).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def _accepts(pipe: Any, name: str) -> bool:
     """Whether ``pipe.__call__`` takes the keyword argument ``name``."""
-    try:
-        return name in inspect.signature(type(pipe).__call__).parameters
-    except (TypeError, ValueError):
-        return False
+    return name in _call_parameters(pipe)
 
 
 def _default_steps(pipe: Any) -> int | None:
     """The pipeline's own default ``num_inference_steps`` (its ``__call__`` signature), or None."""
-    try:
-        default = inspect.signature(type(pipe).__call__).parameters["num_inference_steps"].default
-    except (KeyError, TypeError, ValueError):
-        return None
+    param = _call_parameters(pipe).get("num_inference_steps")
+    default = None if param is None else param.default
     return default if isinstance(default, int) and not isinstance(default, bool) else None
 
 
