@@ -23,7 +23,10 @@ The stages, in order (all seeds derive from ``--seed``; see :func:`stream_seed`)
    prompt embeddings exactly as ``WanPipeline.encode_prompt`` produces them at ``max_sequence_length=16``,
    AdamW with warm-up and cosine decay, EMA weights saved (phase 1); then phase 2, a warm restart from
    phase 1's EMA weights (``finetune_steps`` at ``finetune_lr``, sigmas shifted towards high noise by
-   ``finetune_sigma_shift``, its own batch stream, fresh optimiser and EMA);
+   ``finetune_sigma_shift``, its own batch stream, fresh optimiser and EMA); then phase 3, a second warm
+   restart from phase 2's EMA weights (``refine_steps`` at ``refine_lr``, same sigma shift, its own batch
+   stream): the large model is still under-trained after phase 2 (its held-out loss keeps falling), and a
+   restart turns that into shape accuracy (docs/demo-training.md);
 4. measurements (VAE PSNR, judge on VAE reconstructions, held-out flow losses) and saving (safetensors
    only); unless ``--no-eval``, :func:`calibrate.demo.evaluate.run_evaluation` then generates held-out
    videos of LLL, LSL, LSS, SLL and SSS and judges them.
@@ -198,6 +201,8 @@ class TrainConfig:
     finetune_steps: int = 2000
     finetune_lr: float = 4e-4
     finetune_sigma_shift: float = 3.0
+    refine_steps: int = 1500
+    refine_lr: float = 3e-4
     judge_steps: int = 800
     judge_batch_size: int = 128
     judge_lr: float = 2e-3
@@ -216,6 +221,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
+        for name in ("finetune_steps", "refine_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be an int >= 0 (0 skips the phase), got {value!r}.")
         if not 0.0 <= self.cond_drop < 1.0:
             raise ValueError(f"TrainConfig.cond_drop must be in [0, 1), got {self.cond_drop!r}.")
         if not 0.0 < self.ema_decay < 1.0:
@@ -571,10 +580,13 @@ def train_transformers(
     ``checkpoint_every`` steps (a safety net for long runs; it does not change the result).
     ``phase=2`` is the warm restart: ``finetune_steps`` steps at ``finetune_lr`` with sigmas shifted
     towards high noise by ``finetune_sigma_shift`` (where identity and motion are decided), on a batch
-    stream of its own, with a fresh optimiser and EMA.
+    stream of its own, with a fresh optimiser and EMA. ``phase=3`` is a second one: ``refine_steps`` at
+    ``refine_lr``, same shift, a batch stream of its own.
     """
-    steps = cfg.steps if phase == 1 else cfg.finetune_steps
-    lr = cfg.lr if phase == 1 else cfg.finetune_lr
+    if phase not in (1, 2, 3):
+        raise ValueError(f"`phase` must be 1, 2 or 3, got {phase!r}.")
+    steps = {1: cfg.steps, 2: cfg.finetune_steps, 3: cfg.refine_steps}[phase]
+    lr = {1: cfg.lr, 2: cfg.finetune_lr, 3: cfg.refine_lr}[phase]
     shift = 1.0 if phase == 1 else cfg.finetune_sigma_shift
     warmup = cfg.warmup_steps if phase == 1 else min(cfg.warmup_steps, max(1, steps // 10))
     opts, scheds, emas = {}, {}, {}
@@ -583,7 +595,8 @@ def train_transformers(
         opts[name] = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         scheds[name] = torch.optim.lr_scheduler.LambdaLR(opts[name], lambda s: _cosine_lr(s, steps, warmup))
         emas[name] = Ema(model, cfg.ema_decay)
-    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, _S_DIFFUSION, 0 if phase == 1 else 2))
+    # Batch streams: index 0 phase 1, 1 the held-out validation noise, 2 phase 2, 3 phase 3.
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, _S_DIFFUSION, {1: 0, 2: 2, 3: 3}[phase]))
     progress = _Progress(f"transformer[{'+'.join(models)}] phase {phase}", steps, cfg.log_every)
     seconds = dict.fromkeys(models, 0.0)
     for step in range(steps):
@@ -636,7 +649,8 @@ def _transformer_worker(
     """Process entry point: train one transformer on the run's shared batch stream; save it and its record.
 
     Phase 1 from scratch (or, with ``resume_dir``, phase 1's EMA weights loaded from an earlier run of this
-    script with the same seed and config), then phase 2 (the warm restart) if ``cfg.finetune_steps`` > 0.
+    script with the same seed and config), then phase 2 (the warm restart) if ``cfg.finetune_steps`` > 0
+    and phase 3 (the second one) if ``cfg.refine_steps`` > 0.
 
     Every worker draws its batches from the same seeded generator, so the models see identical batches,
     noise, sigmas and prompt drops (lockstep) while each runs on its own core.
@@ -657,6 +671,10 @@ def _transformer_worker(
     if cfg.finetune_steps > 0:
         result["phase2"] = train_transformers(
             {name: model}, latents, ids, embeds, cfg, checkpoint_dir=str(Path(out_dir) / "checkpoint"), phase=2
+        )
+    if cfg.refine_steps > 0:
+        result["phase3"] = train_transformers(
+            {name: model}, latents, ids, embeds, cfg, checkpoint_dir=str(Path(out_dir) / "checkpoint"), phase=3
         )
     model.save_pretrained(out_dir, safe_serialization=True)
     (Path(out_dir) / "result.json").write_text(json.dumps(result))
@@ -1218,6 +1236,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-every", type=int, default=defaults.log_every, help="steps between progress lines")
     parser.add_argument("--no-eval", action="store_true", help="skip the generation/accuracy evaluation")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="phase-2 steps (0: none)")
+    parser.add_argument("--refine-steps", type=int, default=defaults.refine_steps, help="phase-3 steps (0: none)")
     parser.add_argument(
         "--resume",
         type=Path,
@@ -1239,6 +1258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         feature_steps=args.feature_steps,
         judge_steps=args.judge_steps,
         finetune_steps=args.finetune_steps,
+        refine_steps=args.refine_steps,
         pool_clips=args.pool_clips,
         threads=args.threads,
         log_every=args.log_every,

@@ -1,0 +1,82 @@
+"""The demo pair's training script at toy size: its three transformer phases, their batch streams and config checks.
+
+``scripts/`` is not an installed package, so the script is loaded from its file like a user runs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_demo():
+    spec = importlib.util.spec_from_file_location("train_demo_under_test", ROOT / "scripts" / "train_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def _tiny(train_demo):
+    cfg = train_demo.TrainConfig(steps=3, finetune_steps=2, refine_steps=2, warmup_steps=1, batch_size=2, log_every=1)
+    config = {**train_demo.SMALL_TRANSFORMER_CONFIG, "num_layers": 1, "ffn_dim": 16}
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(6, config["in_channels"], 2, 8, 8, generator=gen)
+    ids = torch.arange(6) % 3
+    embeds = torch.randn(4, 16, config["text_dim"], generator=gen)  # 3 prompts + the empty one
+    return cfg, config, latents, ids, embeds
+
+
+def test_each_phase_trains_its_own_steps_on_its_own_batch_stream(train_demo):
+    cfg, config, latents, ids, embeds = _tiny(train_demo)
+    records = {}
+    for phase in (1, 2, 3):
+        model = train_demo.build_transformer(config, 0)
+        before = [p.detach().clone() for p in model.parameters()]
+        records[phase] = train_demo.train_transformers({"m": model}, latents, ids, embeds, cfg, phase=phase)
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert [len(records[p]["loss_curve"]) for p in (1, 2, 3)] == [3, 2, 2]
+    # The same initial model on another batch stream sees other batches: the first losses differ.
+    first = {p: records[p]["loss_curve"][0]["loss_m"] for p in (1, 2, 3)}
+    assert len(set(first.values())) == 3
+
+
+def test_phase_must_exist(train_demo):
+    cfg, config, latents, ids, embeds = _tiny(train_demo)
+    with pytest.raises(ValueError, match="`phase` must be 1, 2 or 3, got 4"):
+        train_demo.train_transformers(
+            {"m": train_demo.build_transformer(config, 0)}, latents, ids, embeds, cfg, phase=4
+        )
+
+
+def test_worker_runs_phase_three_only_when_asked(train_demo, tmp_path):
+    cfg, config, latents, ids, embeds = _tiny(train_demo)
+    for refine, phases in ((2, ["phase1", "phase2", "phase3"]), (0, ["phase1", "phase2"])):
+        out = tmp_path / f"refine{refine}"
+        out.mkdir()
+        train_demo._transformer_worker(
+            "m", config, 0, latents, ids, embeds, replace(cfg, refine_steps=refine), str(out)
+        )
+        assert sorted(json.loads((out / "result.json").read_text())) == phases
+        assert (out / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_refine_steps_is_on_the_command_line(train_demo):
+    args = train_demo._parse_args(["--output", "x", "--refine-steps", "7"])
+    assert args.refine_steps == 7
+    assert train_demo._parse_args(["--output", "x"]).refine_steps == train_demo.TrainConfig().refine_steps
+
+
+def test_a_negative_phase_length_is_refused(train_demo):
+    with pytest.raises(ValueError, match=r"TrainConfig.refine_steps must be an int >= 0 \(0 skips the phase\), got -1"):
+        train_demo.TrainConfig(refine_steps=-1)
