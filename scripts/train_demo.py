@@ -218,14 +218,12 @@ class TrainConfig:
             "vae_steps", "vae_batch_size", "latent_stats_clips", "pool_clips", "steps", "batch_size",
             "judge_steps", "judge_batch_size", "feature_steps", "feature_batch_size", "log_every", "threads",
         )  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}.")
-        for name in ("finetune_steps", "refine_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 0 (0 skips the phase), got {value!r}.")
+        optional = ("finetune_steps", "refine_steps")  # 0 skips the phase
+        for name in (*positive, *optional):
+            value, least = getattr(self, name), 0 if name in optional else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                kind = "an int >= 0 (0 skips the phase)" if least == 0 else "a positive int"
+                raise ValueError(f"TrainConfig.{name} must be {kind}, got {value!r}.")
         if not 0.0 <= self.cond_drop < 1.0:
             raise ValueError(f"TrainConfig.cond_drop must be in [0, 1), got {self.cond_drop!r}.")
         if not 0.0 < self.ema_decay < 1.0:
@@ -584,10 +582,15 @@ def train_transformers(
     stream of its own, with a fresh optimiser and EMA. ``phase=3`` is a second one: ``refine_steps`` at
     ``refine_lr``, same shift, a batch stream of its own.
     """
-    if phase not in (1, 2, 3):
+    # Per phase: steps, learning rate, batch stream index (1 is the held-out validation noise).
+    phases = {
+        1: (cfg.steps, cfg.lr, 0),
+        2: (cfg.finetune_steps, cfg.finetune_lr, 2),
+        3: (cfg.refine_steps, cfg.refine_lr, 3),
+    }
+    if phase not in phases:
         raise ValueError(f"`phase` must be 1, 2 or 3, got {phase!r}.")
-    steps = {1: cfg.steps, 2: cfg.finetune_steps, 3: cfg.refine_steps}[phase]
-    lr = {1: cfg.lr, 2: cfg.finetune_lr, 3: cfg.refine_lr}[phase]
+    steps, lr, stream = phases[phase]
     shift = 1.0 if phase == 1 else cfg.finetune_sigma_shift
     warmup = cfg.warmup_steps if phase == 1 else min(cfg.warmup_steps, max(1, steps // 10))
     opts, scheds, emas = {}, {}, {}
@@ -596,8 +599,7 @@ def train_transformers(
         opts[name] = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         scheds[name] = torch.optim.lr_scheduler.LambdaLR(opts[name], lambda s: _cosine_lr(s, steps, warmup))
         emas[name] = Ema(model, cfg.ema_decay)
-    # Batch streams: index 0 phase 1, 1 the held-out validation noise, 2 phase 2, 3 phase 3.
-    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, _S_DIFFUSION, {1: 0, 2: 2, 3: 3}[phase]))
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, _S_DIFFUSION, stream))
     progress = _Progress(f"transformer[{'+'.join(models)}] phase {phase}", steps, cfg.log_every)
     seconds = dict.fromkeys(models, 0.0)
     for step in range(steps):
@@ -1251,19 +1253,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parse_args(argv)
-    cfg = TrainConfig(
-        seed=args.seed,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        vae_steps=args.vae_steps,
-        feature_steps=args.feature_steps,
-        judge_steps=args.judge_steps,
-        finetune_steps=args.finetune_steps,
-        refine_steps=args.refine_steps,
-        pool_clips=args.pool_clips,
-        threads=args.threads,
-        log_every=args.log_every,
-    )
+    try:
+        cfg = TrainConfig(
+            seed=args.seed,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            vae_steps=args.vae_steps,
+            feature_steps=args.feature_steps,
+            judge_steps=args.judge_steps,
+            finetune_steps=args.finetune_steps,
+            refine_steps=args.refine_steps,
+            pool_clips=args.pool_clips,
+            threads=args.threads,
+            log_every=args.log_every,
+        )
+    except ValueError as exc:  # one line naming the field, as argparse reports a bad flag
+        raise SystemExit(f"python -m scripts.train_demo: error: {exc}") from None
     train(cfg, args.output, evaluate=not args.no_eval, argv=argv, resume=args.resume)
     return 0
 

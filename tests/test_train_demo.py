@@ -80,3 +80,22 @@ def test_refine_steps_is_on_the_command_line(train_demo):
 def test_a_negative_phase_length_is_refused(train_demo):
     with pytest.raises(ValueError, match=r"TrainConfig.refine_steps must be an int >= 0 \(0 skips the phase\), got -1"):
         train_demo.TrainConfig(refine_steps=-1)
+
+
+def test_each_phase_uses_its_own_learning_rate(train_demo):
+    cfg, config, latents, ids, embeds = _tiny(train_demo)
+    frozen = replace(cfg, refine_lr=0.0)  # AdamW at lr 0 (weight decay included) leaves every weight as it is
+    for phase, moves in ((2, True), (3, False)):
+        model = train_demo.build_transformer(config, 0)
+        before = [p.detach().clone() for p in model.parameters()]
+        train_demo.train_transformers({"m": model}, latents, ids, embeds, frozen, phase=phase)
+        changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+        assert changed is moves
+
+
+def test_a_bad_step_count_on_the_command_line_is_one_line(train_demo, capsys):
+    with pytest.raises(SystemExit) as info:
+        train_demo.main(["--output", "unused", "--refine-steps", "-1"])
+    assert str(info.value) == (
+        "python -m scripts.train_demo: error: TrainConfig.refine_steps must be an int >= 0 (0 skips the phase), got -1."
+    )
