@@ -16,17 +16,14 @@ afterwards. Results: docs/demo.md, "Other small models".
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from scripts.demo_schedule_grid import _floats
+
 WEIGHTS = Path(__file__).resolve().parents[1] / "calibrate" / "demo" / "weights"
-
-
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
 
 
 def main() -> None:
@@ -37,14 +34,19 @@ def main() -> None:
     args = parser.parse_args()
     if not args.shifts or any(s <= 0 for s in args.shifts):
         parser.error(f"--shifts must be positive numbers, got {args.shifts}")
+    from scripts import train_demo as td
+
+    base = td.TrainConfig()
+    try:
+        variants = {s: replace(base, finetune_sigma_shift=s, finetune_steps=args.finetune_steps) for s in args.shifts}
+    except ValueError as error:
+        parser.error(str(error))
 
     from diffusers import AutoencoderKLWan
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     from calibrate.demo.data import PROMPTS
 
-    td = importlib.import_module("scripts.train_demo")
-    base = td.TrainConfig()
     torch.set_num_threads(2)
     with torch.no_grad():
         vae = AutoencoderKLWan.from_pretrained(WEIGHTS / "pipeline" / "vae").eval()
@@ -55,8 +57,7 @@ def main() -> None:
     ctx = torch.multiprocessing.get_context("spawn")
     init_seed = td.stream_seed(base.seed, td._S_INIT_SMALL)
     processes = {}
-    for shift in args.shifts:
-        cfg = replace(base, finetune_sigma_shift=shift, finetune_steps=args.finetune_steps, log_every=500)
+    for shift, cfg in variants.items():
         out = args.output / f"shift{shift:g}-steps{args.finetune_steps}"
         out.mkdir(parents=True, exist_ok=True)
         processes[out] = ctx.Process(
