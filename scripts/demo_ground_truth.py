@@ -2,8 +2,9 @@
 
 All 2^K assignments of K equal segments to large/small (paper sec 5.2) are generated on held-out prompts x seeds
 (batched, on the prefix trie: each trie node computed once) and scored by the demo judge (all-attributes-right
-accuracy, detail score), never by the calibrator's feature model; FLOPs come from the profile's cost. The
-accuracy-FLOPs Pareto front is plotted with the schedules of the full method (``--profile``), the divergence
+accuracy, detail and size scores), never by the calibrator's feature model; FLOPs come from the profile's cost.
+The accuracy-FLOPs and size-FLOPs Pareto fronts (the size score is best when lowest: every generated video draws
+its shapes larger than real ones) are plotted with the schedules of the full method (``--profile``), the divergence
 method, the sweep's own choice (``--sweep-profile``) and the paper's fixed 40 %/80 % boundaries marked; those
 off the K-segment grid are generated and judged on the same units.
 
@@ -26,7 +27,7 @@ def _judge(videos: Any, prompts: list[str]) -> dict[str, float]:
     from calibrate.demo.judge import judge_videos
 
     verdict = judge_videos(videos, prompts)
-    return {"accuracy": float(verdict["all"]), "detail": float(verdict["detail"])}
+    return {"accuracy": float(verdict["all"]), "detail": float(verdict["detail"]), "size": float(verdict["size"])}
 
 
 def pareto_max(points: list[tuple[float, float]]) -> list[int]:
@@ -111,6 +112,7 @@ def main() -> None:
             "flops_ratio": schedule_cost(plan, flops_per_step).flops_total / large_flops,
             "accuracy": mean(values, "accuracy"),
             "detail": mean(values, "detail"),
+            "size": mean(values, "size"),
         })  # fmt: skip
 
     marked: dict[str, Any] = {}
@@ -132,11 +134,16 @@ def main() -> None:
             "flops_ratio": schedule_cost(list(plan), flops_per_step).flops_total / large_flops,
             "accuracy": mean(videos, "accuracy"),
             "detail": mean(videos, "detail"),
+            "size": mean(videos, "size"),
         }
     points = [(r["flops_ratio"], r["accuracy"]) for r in rows]
     front = pareto_max(points)
+    size_points = [(r["flops_ratio"], -r["size"]) for r in rows]  # maximise -size
+    size_front = pareto_max(size_points)
     for entry in marked.values():
         entry.update(front_distance(entry["flops_ratio"], entry["accuracy"], points, front))
+        gap = front_distance(entry["flops_ratio"], -entry["size"], size_points, size_front)
+        entry["size_gap"], entry["flops_saved_by_size_front"] = gap["accuracy_gap"], gap["flops_saved_by_front"]
     segment_flops = (1 - schedule_cost(["small"] * n, flops_per_step).flops_total / large_flops) / args.segments
     result = {
         "segments": args.segments,
@@ -147,6 +154,7 @@ def main() -> None:
         "flops_ratio_of_one_segment": segment_flops,
         "schedules": rows,
         "front": [rows[i]["pattern"] for i in front],
+        "size_front": [rows[i]["pattern"] for i in size_front],
         "marked": marked,
         "wall_s": round(time.perf_counter() - started, 1),
     }
@@ -157,45 +165,59 @@ def main() -> None:
         f"front ({len(front)} schedules): "
         + ", ".join(f"{rows[i]['pattern']} {rows[i]['accuracy']:.3f}" for i in front)
     )
+    print(
+        f"size front ({len(size_front)} schedules): "
+        + ", ".join(f"{rows[i]['pattern']} {rows[i]['size']:.4f}" for i in size_front)
+    )
     for label, entry in marked.items():
         print(
             f"{label:18} {entry['schedule']:10} FLOPs {entry['flops_ratio']:.3f} accuracy {entry['accuracy']:.3f} "
-            f"detail {entry['detail']:.3f}; gap to the front {entry['accuracy_gap']:.3f} accuracy, "
-            f"{entry['flops_saved_by_front'] / segment_flops:.2f} segments of FLOPs"
+            f"detail {entry['detail']:.3f} size {entry['size']:.4f}; gap to the front {entry['accuracy_gap']:.3f} "
+            f"accuracy, {entry['flops_saved_by_front'] / segment_flops:.2f} segments of FLOPs; to the size front "
+            f"{entry['size_gap']:.4f} size, {entry['flops_saved_by_size_front'] / segment_flops:.2f} segments"
         )
     print(f"wrote {args.output / 'ground-truth.json'} and demo-pareto.png in {result['wall_s']:.0f} s")
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Accuracy against FLOPs of every schedule, the front, and the marked schedules."""
+    """Accuracy (left) and size (right) against FLOPs of every schedule, their fronts, and the marked schedules."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     rows = result["schedules"]
-    front = {p for p in result["front"]}
-    fig = Figure(figsize=(7.5, 5), dpi=120)
-    ax = fig.subplots()
-    ax.scatter([r["flops_ratio"] for r in rows], [r["accuracy"] for r in rows], s=10, c="0.7", label="schedule")
-    frontier = sorted((r for r in rows if r["pattern"] in front), key=lambda r: r["flops_ratio"])
-    ax.plot([r["flops_ratio"] for r in frontier], [r["accuracy"] for r in frontier], "-o", c="C0", ms=4,
-            label="Pareto front")  # fmt: skip
-    for r in frontier:
-        ax.annotate(r["pattern"], (r["flops_ratio"], r["accuracy"]), fontsize=6, xytext=(3, -8),
-                    textcoords="offset points")  # fmt: skip
-    markers = ["*", "D", "s", "^"]
-    for (label, entry), marker in zip(result["marked"].items(), markers, strict=False):
-        ax.scatter([entry["flops_ratio"]], [entry["accuracy"]], marker=marker, s=90, zorder=5,
-                   label=f"{label} ({entry['schedule']})")  # fmt: skip
-    ax.set_xlabel("FLOPs relative to large-only")
-    ax.set_ylabel("accuracy (all attributes right, judge)")
-    ax.set_title(
+    fig = Figure(figsize=(13, 5), dpi=120)
+    panels = (
+        ("accuracy", "front", "accuracy (all attributes right, judge; higher is better)"),
+        ("size", "size_front", "size (shape area / real clips'; lower is better)"),
+    )
+    for ax, (key, front_key, ylabel) in zip(fig.subplots(1, 2), panels, strict=True):
+        front = set(result[front_key])
+        ax.scatter([r["flops_ratio"] for r in rows], [r[key] for r in rows], s=10, c="0.7", label="schedule")
+        frontier = sorted((r for r in rows if r["pattern"] in front), key=lambda r: r["flops_ratio"])
+        ax.plot([r["flops_ratio"] for r in frontier], [r[key] for r in frontier], "-o", c="C0", ms=4,
+                label="Pareto front")  # fmt: skip
+        for r in frontier:
+            ax.annotate(r["pattern"], (r["flops_ratio"], r[key]), fontsize=6, xytext=(3, -8),
+                        textcoords="offset points")  # fmt: skip
+        markers = ["*", "D", "s", "^"]
+        for (label, entry), marker in zip(result["marked"].items(), markers, strict=False):
+            ax.scatter([entry["flops_ratio"]], [entry[key]], marker=marker, s=90, zorder=5,
+                       label=f"{label} ({entry['schedule']})")  # fmt: skip
+        ax.set_xlabel("FLOPs relative to large-only")
+        ax.set_ylabel(ylabel)
+        if key == "size":  # the differences that matter are a few hundredths: zoom in on the front's end
+            low = min(r["size"] for r in rows)
+            ax.set_ylim(low - 0.01, low + 0.12)
+            ax.set_xlim(0.35, 1.03)
+            ax.set_title("zoomed in: cheaper schedules lie above the top edge", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right" if key == "accuracy" else "upper right")
+    fig.suptitle(
         f"Demo pair: all {2 ** result['segments']} schedules of {result['segments']} segments, "
         f"{result['videos_per_schedule']} held-out videos each"
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
 

@@ -2,8 +2,10 @@
 
 Every early boundary ``e`` x re-entry point ``r`` (``r = 1``: L-S-S) is generated through the runtime
 (``apply_profile``) on the 48 demo prompts at each seed and scored by the demo judge (all attributes right,
-detail), never by the calibrator's feature model; large-only and small-only are the ends. The table it prints
-is the one docs/demo.md and docs/calibration.md quote for the late rule.
+detail, size), never by the calibrator's feature model; large-only and small-only are the ends. The table it
+prints is the one docs/demo.md and docs/calibration.md quote for the late rule; the size score comes with the
+standard error of its paired difference to large-only (same prompts and seeds), which resolves differences the
+accuracy cannot.
 
     python scripts/demo_schedule_grid.py --seeds 1234,1000,2026 --output demo-grid.json
 """
@@ -31,13 +33,27 @@ def main() -> None:
     parser.add_argument("--late", type=_floats, default=[0.6, 0.7, 0.8, 0.9, 1.0], help="re-entry points (1: L-S-S)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path("demo-grid.json"))
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        help="only recompute the pooled summary of an earlier --output file (no generation) and rewrite it",
+    )
     args = parser.parse_args()
 
     import torch
 
+    if args.summarise is not None:
+        from calibrate.demo.data import PROMPTS
+
+        record = json.loads(args.summarise.read_text())
+        summarise(record["grid"], list(PROMPTS[: record["prompts"]]))
+        args.summarise.write_text(json.dumps(record, indent=1) + "\n")
+        return
+
     import flowblending
     from calibrate.demo.cli import demo_settings
-    from calibrate.demo.data import PROMPTS, parse_prompt
+    from calibrate.demo.data import PROMPTS, foreground_fraction, parse_prompt
     from calibrate.demo.evaluate import generate
     from calibrate.demo.judge import judge_videos, load_shape_classifier, predict
     from flowblending.cost import schedule_cost
@@ -83,19 +99,65 @@ def main() -> None:
             results[name]["seeds"][str(seed)] = {
                 "accuracy": verdict["all"],
                 "detail": verdict["detail"],
+                "size": verdict["size"],
                 "right": right,
+                "foreground": [round(float(f), 5) for f in foreground_fraction(videos, "FCHW")],
             }
             print(
                 f"{name:<11} FLOPs {flops:.3f} seed {seed}: all {verdict['all']:.3f} detail {verdict['detail']:.3f} "
-                f"({time.perf_counter() - started:.0f} s)",
+                f"size {verdict['size']:.3f} ({time.perf_counter() - started:.0f} s)",
                 flush=True,
             )
-    print("\nall attributes right, pooled over seeds (videos):")
+    summarise(results, prompts)
+    args.output.write_text(json.dumps({"prompts": len(prompts), "grid": results}, indent=1) + "\n")
+
+
+def summarise(results: dict[str, dict], prompts: list[str]) -> None:
+    """Pool every schedule over its seeds and print it: accuracy, and the size score with paired standard errors.
+
+    The size differences are paired (same prompts and seeds) against large-only and against the schedule with
+    the lowest size among those sharing the early boundary, so they resolve differences far below the spread
+    of the scores themselves.
+    """
+    import torch
+
+    from calibrate.demo.data import DETAIL_REFERENCE_SEED, foreground_fraction, sample_clips
+
+    reference, _ = sample_clips(max(len(prompts), 64), DETAIL_REFERENCE_SEED, prompts)  # size_score's default
+    real_area = float(foreground_fraction(reference).mean())
+
+    def areas(name: str) -> torch.Tensor:
+        return torch.tensor([f for s in results[name]["seeds"].values() for f in s["foreground"]]) / real_area
+
+    def paired(name: str, other: str) -> tuple[float, float]:
+        diffs = areas(name) - areas(other)
+        return float(diffs.mean()), float(diffs.std() / len(diffs) ** 0.5) if len(diffs) > 1 else 0.0
+
+    def early(name: str) -> str | None:
+        return name.split("/")[0] if "/" in name else None
+
+    best = {}
+    for name in results:
+        if early(name) is not None:
+            key = early(name)
+            if key not in best or float(areas(name).mean()) < float(areas(best[key]).mean()):
+                best[key] = name
+    print("\npooled over seeds: all attributes right (videos); size and its paired differences (+- SE)")
     for name, row in results.items():
         right = [v for s in row["seeds"].values() for v in s["right"]]
         row["pooled"] = sum(right) / len(right)
-        print(f"  {name:<11} FLOPs {row['flops_ratio']:.3f}  {row['pooled']:.3f} ({sum(right)}/{len(right)})")
-    args.output.write_text(json.dumps({"prompts": len(prompts), "grid": results}, indent=1) + "\n")
+        row["pooled_size"] = float(areas(name).mean())
+        row["size_vs_large_only"], row["size_vs_large_only_se"] = paired(name, "large-only")
+        line = (
+            f"  {name:<11} FLOPs {row['flops_ratio']:.3f}  {row['pooled']:.3f} ({sum(right)}/{len(right)})  "
+            f"size {row['pooled_size']:.4f}, vs large-only {row['size_vs_large_only']:+.4f} +- "
+            f"{row['size_vs_large_only_se']:.4f}"
+        )
+        if early(name) is not None:
+            row["size_best_at_this_early_boundary"] = best[early(name)]
+            row["size_vs_best"], row["size_vs_best_se"] = paired(name, best[early(name)])
+            line += f", vs {best[early(name)]} {row['size_vs_best']:+.4f} +- {row['size_vs_best_se']:.4f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert (out / "report" / "divergence.png").exists() and (out / "report" / "early.png").exists()
     results = json.loads((out / "demo-results.json").read_text())
     assert set(results["semantic_accuracy"]) >= {"large-only", "L-S-S", "S-L-L", "small-only"}
+    # small-only draws its shapes far too large (1.8 measured on 48 videos); the report's table carries the size
+    assert results["semantic_accuracy"]["small-only"]["size"] > 1.3
+    assert "| detail | size | videos |" in report
     assert results["measured_speedup"] > 0 and len(list((out / "videos").glob("*.gif"))) == 12
     from PIL import Image
 

@@ -1,4 +1,4 @@
-"""The demo distribution v2: reproducible clips, prompt helpers, centroid direction and the detail score."""
+"""The demo distribution v2: reproducible clips, prompt helpers, centroid direction, the detail and size scores."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ from calibrate.demo.data import (
     centroid_direction,
     detail_energy,
     detail_score,
+    foreground_fraction,
     parse_prompt,
     prompt_for,
     reference_frames,
     sample_clips,
     sample_clips_with_geometry,
+    size_score,
 )
 
 
@@ -103,6 +105,30 @@ def test_detail_energy_is_the_stripe_band_by_hand():
     for wave, sign in ((along, 1.0), (mirrored, -1.0)):
         video = (0.5 + 0.2 * torch.cos(wave)).to(torch.float32).expand(1, 3, FRAMES, SIZE, SIZE)
         assert abs(float(detail_energy(video)) - sign * 0.2**2 / 2) < 1e-6
+
+
+def test_foreground_fraction_and_size_score_by_hand():
+    # Grey frames with one bright block per frame: its area over the frame's, nothing below the threshold.
+    video = torch.full((2, 3, FRAMES, SIZE, SIZE), BACKGROUND)
+    video[0, 0, :, :4, :4] = BACKGROUND + 0.2  # 16 pixels, one channel off by more than 0.12
+    video[1, 1, :, :4, :8] = BACKGROUND - 0.2  # 32 pixels
+    video[1, 2, :, 10:20, 10:20] = BACKGROUND + 0.1  # below the threshold: not foreground
+    assert foreground_fraction(video).tolist() == [16 / SIZE**2, 32 / SIZE**2]
+    assert foreground_fraction(video.permute(0, 2, 1, 3, 4), "FCHW").tolist() == [16 / SIZE**2, 32 / SIZE**2]
+    # Against the first video as the reference, the second covers twice its area, both together 1.5 times.
+    assert size_score(video[1:], reference=video[:1]) == pytest.approx(2.0)
+    assert size_score(video, reference=video[:1]) == pytest.approx(1.5)
+
+
+def test_size_score_is_one_on_real_clips_and_grows_with_a_halo():
+    videos, prompts = sample_clips(96, 21)
+    assert abs(size_score(videos, prompts) - 1.0) < 0.1
+    assert size_score(videos, reference=videos) == pytest.approx(1.0)
+    # A 3x3 max filter of the deviation from grey grows every shape by a pixel all round (radius ~7 px to ~8 px:
+    # about 1.3x the area), as a halo does.
+    deviation = (videos.permute(0, 2, 1, 3, 4).reshape(-1, 3, SIZE, SIZE) - BACKGROUND).abs()
+    grown = (BACKGROUND + torch.nn.functional.max_pool2d(deviation, 3, 1, padding=1)).view(96, FRAMES, 3, SIZE, SIZE)
+    assert 1.2 < size_score(grown, prompts, layout="FCHW") < 1.6
 
 
 def test_reference_frames_take_all_frames_of_each_clip():

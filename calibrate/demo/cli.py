@@ -167,7 +167,7 @@ def run_demo(
         log(
             f"    {label:<22} all correct {accuracy[label]['all']:.3f} (colour {accuracy[label]['colour']:.3f}, "
             f"shape {accuracy[label]['shape']:.3f}, direction {accuracy[label]['direction']:.3f}; "
-            f"detail {accuracy[label]['detail']:.3f})"
+            f"detail {accuracy[label]['detail']:.3f}, size {accuracy[label]['size']:.3f})"
         )
 
     log(f"[3/4] wall time on this machine ({timing_repeats} interleaved repeats)")
@@ -241,15 +241,16 @@ def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> No
         "",
         "Held-out generation seeds (the calibration used seed 0). Fraction of videos whose colour (pixel "
         "statistics), shape (the judge's classifier) and motion direction (centroid track) all match the prompt; "
-        "detail = stripe energy relative to real clips (1.0 = as sharp as real; noise does not count).",
+        "detail = stripe energy relative to real clips (1.0 = as sharp as real; noise does not count); size = "
+        "area the shape covers relative to real clips (1.0 = as large as real; a blurred shape's halo is larger).",
         "",
-        "| schedule | all | colour | shape | direction | detail | videos |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| schedule | all | colour | shape | direction | detail | size | videos |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, acc in results["semantic_accuracy"].items():
         lines.append(
             f"| {label} | {acc['all']:.3f} | {acc['colour']:.3f} | {acc['shape']:.3f} | "
-            f"{acc['direction']:.3f} | {acc['detail']:.3f} | {acc['videos']} |"
+            f"{acc['direction']:.3f} | {acc['detail']:.3f} | {acc['size']:.3f} | {acc['videos']} |"
         )
     lines += ["", "![contact sheet: rows are schedules, columns frames](demo-contact-sheet.png)"]
     lines += ["", "## Demo: wall time on this machine", "", "| schedule | ms / video (end to end) |", "| --- | --- |"]

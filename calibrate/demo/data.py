@@ -11,9 +11,11 @@ Stage structure (the reason for the design, see docs/demo-training.md): what the
 colour and the shape bound to one object, and where it moves -- is coarse, low-frequency content that the
 early, high-noise denoising steps decide. Every shape is also filled with **diagonal stripes** (the colour
 alternating with a darker shade of it, period :data:`STRIPE_PERIOD` pixels, locked to the moving shape)
-and has sharp anti-aliased edges: high-frequency detail that no prompt word controls and that only the
-late, low-noise steps render. :func:`detail_score` measures it (the stripes' spectral energy relative to real
-clips: 1.0 = as sharp as real, a blurred model scores well below 1).
+and has sharp anti-aliased edges: high-frequency detail that no prompt word controls, meant for the late,
+low-noise steps (measured, the stripes' random phase is decided at high noise: docs/demo.md). :func:`detail_score`
+measures it (the stripes' spectral energy relative to real clips: 1.0 = as sharp as real, a blurred model
+scores well below 1); :func:`size_score` measures how much of the frame the drawn shape covers relative to real
+clips (a blurred shape's halo makes it larger than 1).
 
 Value range: all tensors returned by this module hold values in **[0, 1]** (the range of
 ``WanPipeline(..., output_type="pt")`` and of torchmetrics' FID with ``normalize=True``); the grey
@@ -36,6 +38,7 @@ __all__ = [
     "BACKGROUND",
     "COLOURS",
     "DIRECTIONS",
+    "FOREGROUND_THRESHOLD",
     "FRAMES",
     "PROMPTS",
     "SHAPES",
@@ -50,11 +53,13 @@ __all__ = [
     "class_names",
     "detail_energy",
     "detail_score",
+    "foreground_fraction",
     "parse_prompt",
     "prompt_for",
     "reference_frames",
     "sample_clips",
     "sample_clips_with_geometry",
+    "size_score",
 ]
 
 FRAMES = 9
@@ -91,6 +96,10 @@ PROMPTS: list[str] = [
     f"a {colour} {shape} moving {direction}" for colour in COLOURS for shape in SHAPES for direction in DIRECTIONS
 ]
 """All 48 prompts, ordered colour-major, then shape, then direction."""
+
+FOREGROUND_THRESHOLD = 0.12
+"""A pixel belongs to the shape when one of its channels differs from the frame's background by more than this
+(the judge's colour, the centroid track and :func:`foreground_fraction` use it)."""
 
 STRIPE_PERIOD = 4.0
 """Period in pixels (measured across the stripes) of the diagonal stripes that fill every shape."""
@@ -285,8 +294,14 @@ def as_cfhw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
     return video.detach().float().cpu()
 
 
+def _background_deviation(video: Tensor) -> Tensor:
+    """Largest channel deviation ``(..., F, H, W)`` of each pixel of ``(..., C, F, H, W)`` from its frame's median."""
+    background = video.flatten(-2).median(dim=-1).values  # (..., C, F)
+    return (video - background[..., None, None]).abs().amax(dim=-4)
+
+
 def centroid_track(
-    video: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", threshold: float = 0.12
+    video: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", threshold: float = FOREGROUND_THRESHOLD
 ) -> tuple[Tensor, Tensor]:
     """Per-frame centroid ``(F, 2)`` (x, y in pixels) of the pixels that differ from the background.
 
@@ -294,10 +309,7 @@ def centroid_track(
     (the shape covers well under half of a frame); a pixel's weight is how far its largest channel
     deviation exceeds ``threshold``. Returns the track and a boolean mask ``(F,)`` of frames with any weight.
     """
-    video = as_cfhw(video, layout)
-    background = video.flatten(2).median(dim=2).values  # (C, F)
-    deviation = (video - background[:, :, None, None]).abs().amax(dim=0)  # (F, H, W)
-    weight = (deviation - threshold).clamp(min=0.0)
+    weight = (_background_deviation(as_cfhw(video, layout)) - threshold).clamp(min=0.0)
     mass = weight.sum(dim=(1, 2))
     height, width = weight.shape[1:]
     ys = torch.arange(height, dtype=torch.float32) + 0.5
@@ -383,7 +395,15 @@ def detail_energy(videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW") -> T
 
 
 DETAIL_REFERENCE_SEED = 97
-"""Seed of the real clips :func:`detail_score` compares with when no reference is given."""
+"""Seed of the real clips :func:`detail_score` and :func:`size_score` compare with when no reference is given."""
+
+
+def _real_clips(videos: Tensor, prompts: list[str] | None, reference: Tensor | None) -> Tensor:
+    """``reference``, or ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)`` (CFHW)."""
+    if reference is not None:
+        return reference
+    n = max(int(videos.shape[0]), 64)
+    return sample_clips(n, DETAIL_REFERENCE_SEED, list(prompts) if prompts else None)[0]
 
 
 def detail_score(
@@ -399,8 +419,27 @@ def detail_score(
     ``"CFHW"`` layout; by default ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)``,
     so the score is a pure function of its arguments.
     """
-    if reference is None:
-        n = max(int(videos.shape[0]), 64)
-        reference, _ = sample_clips(n, DETAIL_REFERENCE_SEED, list(prompts) if prompts else None)
-    real = float(detail_energy(reference, "CFHW").mean())
+    real = float(detail_energy(_real_clips(videos, prompts, reference), "CFHW").mean())
     return float(detail_energy(videos, layout).mean()) / real
+
+
+def foreground_fraction(
+    videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", threshold: float = FOREGROUND_THRESHOLD
+) -> Tensor:
+    """Fraction of each video's pixels ``(B,)`` differing from their frame's median by more than ``threshold``."""
+    return (_background_deviation(_as_bcfhw(videos, layout)) > threshold).float().mean(dim=(1, 2, 3))
+
+
+def size_score(
+    videos: Tensor,
+    prompts: list[str] | None = None,
+    reference: Tensor | None = None,
+    layout: Literal["CFHW", "FCHW"] = "CFHW",
+) -> float:
+    """Area the shapes of ``videos`` cover relative to real clips: mean :func:`foreground_fraction` / real one's.
+
+    1.0 means shapes as large as real clips'; a blurred shape with a halo, or colour leaking into the
+    background, scores above 1. ``reference`` and its default are those of :func:`detail_score`.
+    """
+    real = float(foreground_fraction(_real_clips(videos, prompts, reference)).mean())
+    return float(foreground_fraction(videos, layout).mean()) / real

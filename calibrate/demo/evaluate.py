@@ -86,7 +86,7 @@ def load_feature_model(path: str | os.PathLike[str]) -> tuple[Any, Any]:
 
 
 def semantic_accuracy(videos: Tensor, prompts: Sequence[str], judge: Any = None) -> dict[str, Any]:
-    """The judge's verdict on videos ``(B, F, 3, H, W)`` in [0, 1]: accuracies per attribute, all, detail.
+    """The judge's verdict on videos ``(B, F, 3, H, W)`` in [0, 1]: accuracies per attribute, all, detail, size.
 
     ``judge`` is a :class:`calibrate.demo.judge.ShapeClassifier` (default: the shipped one). See
     :func:`calibrate.demo.judge.judge_videos`.
@@ -291,10 +291,12 @@ def run_evaluation(
         "vae_reconstructions_of_real_clips": judge_videos(recon, real_prompts, judge, layout="CFHW"),
         "detail_note": "detail 1.0 = stripes as sharp as real clips' (noise does not count); the VAE's "
         "reconstructions of real clips (vae_reconstructions_of_real_clips.detail) are the ceiling a generated "
-        "video can reach",
+        "video can reach; size 1.0 = shapes as large as real clips', and the reconstructions' size (1.12: the "
+        "VAE's ringing next to the edges) is the floor",
         "metric": "judge (calibrate.demo.judge): colour from pixel chromaticity, direction from the centroid track, "
         "shape by a small CNN trained on real frames; all = the three match the prompt; detail = stripe "
-        "energy relative to real clips (calibrate.demo.data.detail_score)",
+        "energy relative to real clips (calibrate.demo.data.detail_score); size = area the shape covers "
+        "relative to real clips (calibrate.demo.data.size_score)",
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     record["evaluation"] = evaluation

@@ -8,10 +8,12 @@
   real frames only (with blur, noise, contrast and colour-permutation augmentation), frame-averaged
   probabilities; it shares nothing with the calibrator's feature model (the Dinov2 stand-in in
   ``weights/feature_model``), so the calibrator is never graded by its own instrument;
-- **detail** by :func:`calibrate.demo.data.detail_score` (stripe energy relative to real clips; noise does not count).
+- **detail** by :func:`calibrate.demo.data.detail_score` (stripe energy relative to real clips; noise does not count);
+- **size** by :func:`calibrate.demo.data.size_score` (the area the shape covers relative to real clips; a
+  blurred shape's halo makes it larger than 1).
 
 ``judge_videos(videos, prompts)`` returns per-attribute accuracies, the all-correct accuracy and the detail
-score. The classifier's weights ship in ``weights/judge/`` (safetensors + ``config.json``).
+and size scores. The classifier's weights ship in ``weights/judge/`` (safetensors + ``config.json``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,18 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .data import COLOURS, SHAPES, SIZE, as_cfhw, centroid_direction, detail_energy, detail_score, parse_prompt
+from .data import (
+    COLOURS,
+    FOREGROUND_THRESHOLD,
+    SHAPES,
+    SIZE,
+    as_cfhw,
+    centroid_direction,
+    detail_energy,
+    detail_score,
+    parse_prompt,
+    size_score,
+)
 
 __all__ = [
     "JUDGE_DIR",
@@ -37,6 +50,7 @@ __all__ = [
     "load_shape_classifier",
     "predict",
     "shape_probabilities",
+    "size_score",
 ]
 
 JUDGE_DIR = Path(__file__).resolve().parent / "weights" / "judge"
@@ -50,7 +64,7 @@ def _as_fchw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
     return as_cfhw(video, layout).permute(1, 0, 2, 3)
 
 
-def colour_of(video: Tensor, layout: Literal["CFHW", "FCHW"] = "FCHW", threshold: float = 0.12) -> str:
+def colour_of(video: Tensor, layout: Literal["CFHW", "FCHW"] = "FCHW", threshold: float = FOREGROUND_THRESHOLD) -> str:
     """Palette colour of the shape in one video (values in [0, 1]), or ``"none"`` if no pixel stands out.
 
     Pixels whose largest channel deviation from the frame's per-channel median exceeds ``threshold`` vote
@@ -153,7 +167,7 @@ def judge_videos(
     layout: Literal["CFHW", "FCHW"] = "FCHW",
     with_detail: bool = True,
 ) -> dict[str, Any]:
-    """Accuracy per attribute, colour+shape, all three, and the detail score of ``videos`` against ``prompts``.
+    """Accuracy per attribute, colour+shape, all three, and the detail and size scores of ``videos``.
 
     ``videos``: ``(B, F, 3, H, W)`` in [0, 1] (``WanPipeline(..., output_type="pt").frames``; pass
     ``layout="CFHW"`` for :func:`calibrate.demo.data.sample_clips` output).
@@ -174,4 +188,5 @@ def judge_videos(
     }
     if with_detail:
         out["detail"] = round(detail_score(videos, list(prompts), layout=layout), 4)
+        out["size"] = round(size_score(videos, list(prompts), layout=layout), 4)
     return out
