@@ -8,7 +8,7 @@ model's output keeps the real clips' stripes tells from which noise level on the
 the trajectory; where the two models' detail differs most is where the small model costs detail.
 Results: docs/demo.md, "Where the stripes are decided".
 
-    python -m scripts.demo_detail_onset --clips 96 --output docs/demo-detail-onset.json      # about 2 min
+    python -m scripts.demo_detail_onset --clips 96 --output docs/demo-detail-onset.json      # about 2 min (9 starts)
 """
 
 from __future__ import annotations

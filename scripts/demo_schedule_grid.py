@@ -115,38 +115,49 @@ def main() -> None:
 def summarise(results: dict[str, dict], prompts: list[str]) -> None:
     """Pool every schedule over its seeds and print it: accuracy, and the size score with paired standard errors.
 
-    The size differences are paired (same prompts and seeds) against large-only and against the schedule with
-    the lowest size among those sharing the early boundary, so they resolve differences far below the spread
-    of the scores themselves.
+    The size differences are paired (same prompts and seeds) against large-only and against the best schedule
+    (size closest to 1) among those sharing the early boundary. The videos of one prompt at different seeds are
+    not independent, so each prompt's differences are averaged over the seeds first and the standard error is
+    taken over the prompts. Adds ``pooled``, ``pooled_size``, ``size_vs_large_only(_se)`` and, for L-S-L
+    schedules, ``size_best_at_this_early_boundary`` and ``size_vs_best(_se)`` to every row.
     """
     import torch
 
-    from calibrate.demo.data import DETAIL_REFERENCE_SEED, foreground_fraction, sample_clips
+    from calibrate.demo.data import foreground_fraction, reference_clips
 
-    reference, _ = sample_clips(max(len(prompts), 64), DETAIL_REFERENCE_SEED, prompts)  # size_score's default
-    real_area = float(foreground_fraction(reference).mean())
+    seeds = list(results["large-only"]["seeds"])
+    for name, row in results.items():
+        if list(row["seeds"]) != seeds or any("foreground" not in v for v in row["seeds"].values()):
+            raise ValueError(
+                f"schedule {name!r} must hold per-video 'foreground' fractions for the seeds {seeds} "
+                f"(got seeds {list(row['seeds'])}); rerun scripts/demo_schedule_grid.py to write them"
+            )
+    real_area = float(foreground_fraction(reference_clips(len(prompts), prompts)).mean())  # size_score's default
 
-    def areas(name: str) -> torch.Tensor:
-        return torch.tensor([f for s in results[name]["seeds"].values() for f in s["foreground"]]) / real_area
+    def sizes(name: str) -> torch.Tensor:  # (seeds, prompts)
+        return torch.tensor([results[name]["seeds"][s]["foreground"] for s in seeds], dtype=torch.float64) / real_area
 
     def paired(name: str, other: str) -> tuple[float, float]:
-        diffs = areas(name) - areas(other)
-        return float(diffs.mean()), float(diffs.std() / len(diffs) ** 0.5) if len(diffs) > 1 else 0.0
+        per_prompt = (sizes(name) - sizes(other)).mean(dim=0)
+        se = float(per_prompt.std() / len(per_prompt) ** 0.5) if len(per_prompt) > 1 else 0.0
+        return float(per_prompt.mean()), se
 
     def early(name: str) -> str | None:
         return name.split("/")[0] if "/" in name else None
 
-    best = {}
+    def badness(name: str) -> float:  # a blank video (size 0) must not count as the best
+        return abs(float(sizes(name).mean()) - 1.0)
+
+    best: dict[str, str] = {}
     for name in results:
-        if early(name) is not None:
-            key = early(name)
-            if key not in best or float(areas(name).mean()) < float(areas(best[key]).mean()):
-                best[key] = name
-    print("\npooled over seeds: all attributes right (videos); size and its paired differences (+- SE)")
+        key = early(name)
+        if key is not None and (key not in best or badness(name) < badness(best[key])):
+            best[key] = name
+    print("\npooled over seeds: all attributes right (videos); size and its paired differences (+- SE over prompts)")
     for name, row in results.items():
         right = [v for s in row["seeds"].values() for v in s["right"]]
         row["pooled"] = sum(right) / len(right)
-        row["pooled_size"] = float(areas(name).mean())
+        row["pooled_size"] = float(sizes(name).mean())
         row["size_vs_large_only"], row["size_vs_large_only_se"] = paired(name, "large-only")
         line = (
             f"  {name:<11} FLOPs {row['flops_ratio']:.3f}  {row['pooled']:.3f} ({sum(right)}/{len(right)})  "

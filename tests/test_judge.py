@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from calibrate.demo import PIPELINE_DIR
-from calibrate.demo.data import COLOURS, DIRECTIONS, PROMPTS, SHAPES, centroid_direction, parse_prompt, sample_clips
+from calibrate.demo.data import (
+    COLOURS,
+    DIRECTIONS,
+    PROMPTS,
+    SHAPES,
+    centroid_direction,
+    parse_prompt,
+    sample_clips,
+    size_score,
+)
 from calibrate.demo.judge import JUDGE_DIR, ShapeClassifier, colour_of, judge_videos, load_shape_classifier
 
 
@@ -74,3 +83,11 @@ def test_shipped_vae_keeps_every_attribute_for_the_judge():
     # the shapes' area relative to real clips: 1.12 measured (the VAE's ringing next to the edges), the floor a
     # generated video can reach; a VAE that smeared the shapes would score far higher
     assert 1.0 <= result["size"] <= 1.25, result
+
+
+def test_judge_videos_reports_size_in_either_layout():
+    videos, prompts = sample_clips(16, 8)
+    cfhw = judge_videos(videos, prompts, layout="CFHW")
+    fchw = judge_videos(videos.permute(0, 2, 1, 3, 4), prompts)
+    assert cfhw["size"] == fchw["size"] == round(size_score(videos, prompts), 4)
+    assert 0.8 < cfhw["size"] < 1.2  # real clips against other real clips of the same prompts

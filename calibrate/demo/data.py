@@ -47,6 +47,7 @@ __all__ = [
     "STRIPE_SHADE",
     "ClipBatch",
     "as_cfhw",
+    "background_deviation",
     "centroid_direction",
     "centroid_track",
     "class_index",
@@ -56,6 +57,7 @@ __all__ = [
     "foreground_fraction",
     "parse_prompt",
     "prompt_for",
+    "reference_clips",
     "reference_frames",
     "sample_clips",
     "sample_clips_with_geometry",
@@ -294,7 +296,7 @@ def as_cfhw(video: Tensor, layout: Literal["CFHW", "FCHW"]) -> Tensor:
     return video.detach().float().cpu()
 
 
-def _background_deviation(video: Tensor) -> Tensor:
+def background_deviation(video: Tensor) -> Tensor:
     """Largest channel deviation ``(..., F, H, W)`` of each pixel of ``(..., C, F, H, W)`` from its frame's median."""
     background = video.flatten(-2).median(dim=-1).values  # (..., C, F)
     return (video - background[..., None, None]).abs().amax(dim=-4)
@@ -309,7 +311,7 @@ def centroid_track(
     (the shape covers well under half of a frame); a pixel's weight is how far its largest channel
     deviation exceeds ``threshold``. Returns the track and a boolean mask ``(F,)`` of frames with any weight.
     """
-    weight = (_background_deviation(as_cfhw(video, layout)) - threshold).clamp(min=0.0)
+    weight = (background_deviation(as_cfhw(video, layout)) - threshold).clamp(min=0.0)
     mass = weight.sum(dim=(1, 2))
     height, width = weight.shape[1:]
     ys = torch.arange(height, dtype=torch.float32) + 0.5
@@ -398,12 +400,13 @@ DETAIL_REFERENCE_SEED = 97
 """Seed of the real clips :func:`detail_score` and :func:`size_score` compare with when no reference is given."""
 
 
-def _real_clips(videos: Tensor, prompts: list[str] | None, reference: Tensor | None) -> Tensor:
-    """``reference``, or ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)`` (CFHW)."""
-    if reference is not None:
-        return reference
-    n = max(int(videos.shape[0]), 64)
-    return sample_clips(n, DETAIL_REFERENCE_SEED, list(prompts) if prompts else None)[0]
+def reference_clips(videos: int, prompts: list[str] | None = None) -> Tensor:
+    """The real clips (CFHW) :func:`detail_score` and :func:`size_score` compare ``videos`` generated videos with.
+
+    ``sample_clips(max(videos, 64), DETAIL_REFERENCE_SEED, prompts)``: at least 64 clips, cycling through
+    ``prompts`` (all prompts drawn at random when None).
+    """
+    return sample_clips(max(int(videos), 64), DETAIL_REFERENCE_SEED, list(prompts) if prompts else None)[0]
 
 
 def detail_score(
@@ -416,10 +419,10 @@ def detail_score(
 
     1.0 means stripes as sharp as real clips'; a model that blurs them scores below 1, and noise does not
     count (a noisy but sharp video still scores about 1, pure noise about 0). ``reference`` is a batch of real clips in
-    ``"CFHW"`` layout; by default ``sample_clips(max(len(videos), 64), DETAIL_REFERENCE_SEED, prompts)``,
-    so the score is a pure function of its arguments.
+    ``"CFHW"`` layout; by default :func:`reference_clips` for ``len(videos)`` videos and ``prompts``, so the
+    score is a pure function of its arguments.
     """
-    real = float(detail_energy(_real_clips(videos, prompts, reference), "CFHW").mean())
+    real = float(detail_energy(reference_clips(len(videos), prompts) if reference is None else reference).mean())
     return float(detail_energy(videos, layout).mean()) / real
 
 
@@ -427,7 +430,7 @@ def foreground_fraction(
     videos: Tensor, layout: Literal["CFHW", "FCHW"] = "CFHW", threshold: float = FOREGROUND_THRESHOLD
 ) -> Tensor:
     """Fraction of each video's pixels ``(B,)`` differing from their frame's median by more than ``threshold``."""
-    return (_background_deviation(_as_bcfhw(videos, layout)) > threshold).float().mean(dim=(1, 2, 3))
+    return (background_deviation(_as_bcfhw(videos, layout)) > threshold).float().mean(dim=(1, 2, 3))
 
 
 def size_score(
@@ -439,7 +442,13 @@ def size_score(
     """Area the shapes of ``videos`` cover relative to real clips: mean :func:`foreground_fraction` / real one's.
 
     1.0 means shapes as large as real clips'; a blurred shape with a halo, or colour leaking into the
-    background, scores above 1. ``reference`` and its default are those of :func:`detail_score`.
+    background, scores above 1; a blank video scores 0 (compare distances from 1, not sizes, when ranking).
+    ``reference`` and its default are those of :func:`detail_score`.
     """
-    real = float(foreground_fraction(_real_clips(videos, prompts, reference)).mean())
+    real = float(foreground_fraction(reference_clips(len(videos), prompts) if reference is None else reference).mean())
+    if real == 0.0:
+        raise ValueError(
+            "`reference` holds no shape pixels (every pixel within FOREGROUND_THRESHOLD of its frame's median): "
+            "pass real clips of the demo distribution, or None for the default reference"
+        )
     return float(foreground_fraction(videos, layout).mean()) / real

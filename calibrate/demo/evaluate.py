@@ -291,8 +291,8 @@ def run_evaluation(
         "vae_reconstructions_of_real_clips": judge_videos(recon, real_prompts, judge, layout="CFHW"),
         "detail_note": "detail 1.0 = stripes as sharp as real clips' (noise does not count); the VAE's "
         "reconstructions of real clips (vae_reconstructions_of_real_clips.detail) are the ceiling a generated "
-        "video can reach; size 1.0 = shapes as large as real clips', and the reconstructions' size (1.12: the "
-        "VAE's ringing next to the edges) is the floor",
+        "video can reach; size 1.0 = shapes as large as real clips', and the reconstructions' size "
+        "(vae_reconstructions_of_real_clips.size, above 1 from the VAE's ringing next to the edges) is the floor",
         "metric": "judge (calibrate.demo.judge): colour from pixel chromaticity, direction from the centroid track, "
         "shape by a small CNN trained on real frames; all = the three match the prompt; detail = stripe "
         "energy relative to real clips (calibrate.demo.data.detail_score); size = area the shape covers "

@@ -33,6 +33,7 @@ from .data import (
     SHAPES,
     SIZE,
     as_cfhw,
+    background_deviation,
     centroid_direction,
     detail_energy,
     detail_score,
@@ -71,9 +72,7 @@ def colour_of(video: Tensor, layout: Literal["CFHW", "FCHW"] = "FCHW", threshold
     with weight (deviation - threshold) for their chromaticity; the nearest palette chromaticity wins.
     """
     v = _as_fchw(video, layout).clamp(0.0, 1.0)  # (F, 3, H, W)
-    background = v.flatten(2).median(dim=2).values  # (F, 3)
-    deviation = (v - background[:, :, None, None]).abs().amax(dim=1)  # (F, H, W)
-    weight = (deviation - threshold).clamp(min=0.0)
+    weight = (background_deviation(v.transpose(0, 1)) - threshold).clamp(min=0.0)  # (F, H, W)
     total = float(weight.sum())
     if total <= 1e-6:
         return "none"
