@@ -7,11 +7,38 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before diffusers/transformers are imported: nothing downloads
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import importlib.util
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
 torch.set_flush_denormal(True)
 torch.set_num_threads(1)  # tiny models: threads only add overhead (and CI has 2 cores)
+
+
+@contextmanager
+def _script_module(name: str) -> Iterator[ModuleType]:
+    """``scripts/<name>.py`` imported as a module under test (``scripts/`` is not an installed package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="session")
+def script_module():
+    """``with script_module("train_demo") as module:`` imports ``scripts/train_demo.py`` for a test."""
+    return _script_module
 
 
 @pytest.fixture(scope="session")

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from calibrate.demo.data import PROMPTS, foreground_fraction, reference_clips
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def grid():
-    spec = importlib.util.spec_from_file_location("grid_under_test", ROOT / "scripts" / "demo_schedule_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def grid(script_module):
+    with script_module("demo_schedule_grid") as module:
+        yield module
 
 
 def _results(area: float, sizes: dict[str, tuple[list[float], list[float]]]) -> dict[str, dict]:

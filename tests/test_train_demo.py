@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,13 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def train_demo():
-    spec = importlib.util.spec_from_file_location("train_demo_under_test", ROOT / "scripts" / "train_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def train_demo(script_module):
+    with script_module("train_demo") as module:
+        yield module
 
 
 def _tiny(train_demo):
