@@ -27,7 +27,14 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "calibrate" / "demo" / "weights"
 
 
 @torch.no_grad()
-def denoise_from(pipe, model, z0, step, embeds, guidance_scale, seed):
+def denoise_from(
+    model: torch.nn.Module,
+    z0: torch.Tensor,
+    step: int,
+    embeds: tuple[torch.Tensor, torch.Tensor],
+    guidance_scale: float,
+    seed: int,
+) -> tuple[torch.Tensor, float]:
     """Latents ``z0`` noised to the sigma of ``step``, then denoised by ``model`` from ``step`` to the end."""
     from calibrate.demo.evaluate import NUM_INFERENCE_STEPS, build_scheduler
 
@@ -99,7 +106,7 @@ def main() -> None:
         row = {"start_step": step, "fraction": fraction}
         for name, model in models.items():
             t0 = time.perf_counter()
-            x, sigma = denoise_from(pipe, model, z0, step, embeds, args.guidance_scale, args.seed + 1)
+            x, sigma = denoise_from(model, z0, step, embeds, args.guidance_scale, args.seed + 1)
             with torch.no_grad():
                 videos = ((vae.decode(x * std + mean).sample + 1) / 2).clamp(0, 1)
             row["sigma"] = round(sigma, 4)

@@ -3,9 +3,10 @@
 Every early boundary ``e`` x re-entry point ``r`` (``r = 1``: L-S-S) is generated through the runtime
 (``apply_profile``) on the 48 demo prompts at each seed and scored by the demo judge (all attributes right,
 detail, size), never by the calibrator's feature model; large-only and small-only are the ends. The table it
-prints is the one docs/demo.md and docs/calibration.md quote for the late rule; the size score comes with the
-standard error of its paired difference to large-only (same prompts and seeds), which resolves differences the
-accuracy cannot.
+prints is the one docs/demo.md and docs/calibration.md quote for the late rule; the size score comes with its
+paired differences (same prompts and seeds) to large-only and to the best re-entry point at the same early
+boundary, with standard errors over the prompts (:func:`summarise`), which resolve differences the accuracy
+cannot. ``--summarise FILE`` recomputes that summary from an earlier output without generating anything.
 
     python scripts/demo_schedule_grid.py --seeds 1234,1000,2026 --output demo-grid.json
 """
@@ -46,8 +47,11 @@ def main() -> None:
     if args.summarise is not None:
         from calibrate.demo.data import PROMPTS
 
-        record = json.loads(args.summarise.read_text())
-        summarise(record["grid"], list(PROMPTS[: record["prompts"]]))
+        try:
+            record = json.loads(args.summarise.read_text())
+            summarise(record["grid"], list(PROMPTS[: record["prompts"]]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--summarise {args.summarise}: not a grid written by this script ({error!r})")
         args.summarise.write_text(json.dumps(record, indent=1) + "\n")
         return
 

@@ -38,6 +38,7 @@ from .data import (
     detail_energy,
     detail_score,
     parse_prompt,
+    reference_clips,
     size_score,
 )
 
@@ -186,6 +187,7 @@ def judge_videos(
         "videos": n,
     }
     if with_detail:
-        out["detail"] = round(detail_score(videos, list(prompts), layout=layout), 4)
-        out["size"] = round(size_score(videos, list(prompts), layout=layout), 4)
+        reference = reference_clips(len(videos), list(prompts))  # both scores' default, drawn once
+        out["detail"] = round(detail_score(videos, reference=reference, layout=layout), 4)
+        out["size"] = round(size_score(videos, reference=reference, layout=layout), 4)
     return out
