@@ -2,7 +2,8 @@
 
 ``calibrate(config)`` runs a prompt set through both models and writes a profile; the paper's choice rules are
 pure functions (``find_early_boundary``: Algorithm 1; ``find_late_boundary``: the FID V-curve minimum;
-``divergence_boundaries``: the U-curve proxy). Names are imported on first access, so ``import calibrate`` is
+``find_parity_boundary``: the latest re-entry no worse than large-only; ``divergence_boundaries``: the U-curve
+proxy). Names are imported on first access, so ``import calibrate`` is
 cheap.
 """
 
@@ -26,8 +27,11 @@ _LAZY = {
     "WorkDir": "workdir",
     "find_early_boundary": "boundaries",
     "find_late_boundary": "boundaries",
+    "find_parity_boundary": "boundaries",
     "early_curve_premise": "boundaries",
     "late_curve_premise": "boundaries",
+    "parity_curve_premise": "boundaries",
+    "LATE_RULES": "boundaries",
     "divergence_boundaries": "divergence",
     "divergence_premise": "divergence",
     "velocity_distances": "divergence",
@@ -41,6 +45,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "LATE_RULES",
     "METHODS",
     "CalibrationConfig",
     "CalibrationError",
@@ -56,6 +61,7 @@ __all__ = [
     "early_curve_premise",
     "find_early_boundary",
     "find_late_boundary",
+    "find_parity_boundary",
     "frame_similarity",
     "get_method",
     "late_curve_premise",
@@ -63,12 +69,21 @@ __all__ = [
     "load_pair",
     "merge",
     "pareto_front",
+    "parity_curve_premise",
     "velocity_distances",
     "walk_trie",
 ]
 
 if TYPE_CHECKING:
-    from .boundaries import early_curve_premise, find_early_boundary, find_late_boundary, late_curve_premise
+    from .boundaries import (
+        LATE_RULES,
+        early_curve_premise,
+        find_early_boundary,
+        find_late_boundary,
+        find_parity_boundary,
+        late_curve_premise,
+        parity_curve_premise,
+    )
     from .config import CalibrationConfig, CalibrationError
     from .divergence import divergence_boundaries, divergence_premise, velocity_distances
     from .features import load_feature_extractor

@@ -1,4 +1,8 @@
-"""Stage boundaries from sweep curves: Algorithm 1 (early, paper App. B) and the FID argmin (late, sec 4.3).
+"""Stage boundaries from sweep curves: Algorithm 1 (early, paper App. B) and the late rules (sec 4.3, App. B).
+
+Two late rules read the same curve: ``minimum`` (the paper's Fig. 5: the V-curve's minimum, the quality optimum)
+and ``parity`` (App. B sets "the threshold to find the late stage boundary with FID"; here the threshold is
+large-only's own value: the latest re-entry no worse than large-only, its quality at the least cost).
 
 Pure python/numpy, no torch. Every function here is deterministic and checks its inputs; the
 ``*_premise`` functions say in words why a chosen point should not be trusted (the premise is checked, not
@@ -14,6 +18,8 @@ selection (Breiman et al. 1984, *Classification and Regression Trees*, sec 3.4.3
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
@@ -35,6 +41,10 @@ DEFAULT_NOISE_SE = 1.0
 # differences are all within noise (L-S-S on the demo pair), and the judge's held-out accuracy does not support
 # dropping the last stage either (docs/calibration.md, "Noise").
 DEFAULT_LATE_NOISE_SE = 0.0
+
+# The paper's rule. On the demo pair "parity" is cheaper (0.561 against 0.824 of the FLOPs) at large-only's judged
+# quality, the minimum is the better video (docs/demo.md, "The late rule").
+DEFAULT_LATE_RULE = "minimum"
 
 
 def _curve(name: str, values: ArrayLike) -> np.ndarray:
@@ -126,11 +136,13 @@ def mean_se(rows: ArrayLike) -> np.ndarray:
     return arr.std(axis=0, ddof=1) / np.sqrt(arr.shape[0])
 
 
-def difference_se(values: ArrayLike, leave_one_out: ArrayLike) -> np.ndarray:
-    """Jackknife SE of each candidate's difference to the curve's minimum (0 there), paired over the same units.
+def difference_se(values: ArrayLike, leave_one_out: ArrayLike, base: int | None = None) -> np.ndarray:
+    """Jackknife SE of each candidate's difference to candidate ``base`` (0 there), paired over the same units.
 
-    ``values``: the metric per candidate on all units; ``leave_one_out``: the same metric without each unit (rows).
-    The candidates share units and reference, so their difference is far less noisy than either value.
+    ``values``: the metric per candidate on all units; ``leave_one_out``: the same metric without each unit (rows);
+    ``base``: the candidate compared against, None for the curve's minimum (the ``minimum`` rule), 0 for large-only
+    (the ``parity`` rule). The candidates share units and reference, so their difference is far less noisy than
+    either value.
     """
     va = _curve("values", values)
     loo = np.array(leave_one_out, dtype=np.float64)
@@ -139,8 +151,10 @@ def difference_se(values: ArrayLike, leave_one_out: ArrayLike) -> np.ndarray:
             f"leave_one_out must have one column per candidate ({va.size}), got shape {loo.shape}: "
             "one row per left-out unit"
         )
-    k = int(np.argmin(va))
-    return jackknife_se(loo - loo[:, [k]])
+    if base is None:
+        base = int(np.argmin(va))
+    _check_index(base, va.size)
+    return jackknife_se(loo - loo[:, [base]])
 
 
 def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -280,3 +294,55 @@ def late_curve_premise(x: ArrayLike, fid: ArrayLike, k: int, metric: str = "FID"
         why = f"{metric} keeps falling with more large-model steps; extend the grid to earlier re-entry points"
     where = f"x={xa[k]:g}, {metric} {fa[k]:.4g}"
     return [f"no interior minimum: the {metric} minimum is at an end of the grid ({where}); {why}"]
+
+
+def find_parity_boundary(x: ArrayLike, values: ArrayLike, margin: ArrayLike | None = None) -> tuple[int, float, float]:
+    """Latest re-entry whose late metric is no worse than large-only's (App. B's FID threshold, module docstring).
+
+    ``x``: re-entry points ascending, the first at the early boundary (no small steps: large-only), the last
+    usually 100 (L-S-S); ``values``: the metric per candidate, lower is better. A candidate is at parity when
+    ``values[k] <= values[0] + margin[k]`` (``margin``: e.g. one SE of its difference to large-only); the latest
+    such candidate is chosen, 0 (large-only) when none is. Returns (k, x_k, value_k).
+    """
+    xa, va = _pair(x, values, "values", min_len=2)
+    _check_ascending(xa, strict=True)
+    ma = _margin(margin, xa.size)
+    k = int(np.flatnonzero(va <= va[0] + ma)[-1])
+    return k, float(xa[k]), float(va[k])
+
+
+def parity_curve_premise(x: ArrayLike, values: ArrayLike, k: int, metric: str = "FID") -> list[str]:
+    """Failed premises of a parity choice: some blend reaches large-only and L-S-S does not; [] when both hold."""
+    xa, va = _pair(x, values, "values", min_len=2)
+    _check_ascending(xa, strict=True)
+    _check_index(k, xa.size)
+    if k == 0:
+        return [
+            f"no re-entry point reaches large-only's {metric} ({va[0]:.4g} at x={xa[0]:g}; the lowest later one is "
+            f"{va[1:].min():.4g}): every small-model stage from this early boundary costs quality"
+        ]
+    if k == xa.size - 1:
+        return [
+            f"no re-entry needed: L-S-S (x={xa[k]:g}, {metric} {va[k]:.4g}) is no worse than large-only "
+            f"({va[0]:.4g}); the late stage is not capacity-sensitive on these prompts"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class LateRule:
+    """A late rule: its finder, its premise check and the candidate its margins are measured against."""
+
+    find: Callable[..., tuple[int, float, float]]  # (x, values, margin=...) -> (k, x_k, value_k)
+    premise: Callable[..., list[str]]  # (x, values, k, metric) -> failed premises
+    base: int | None  # difference_se's base: None for the minimum, 0 for large-only
+    help: str
+
+
+LATE_RULES: dict[str, LateRule] = {
+    "minimum": LateRule(find_late_boundary, late_curve_premise, None, "the V-curve's minimum (paper sec 4.3)"),
+    "parity": LateRule(
+        find_parity_boundary, parity_curve_premise, 0, "the latest re-entry no worse than large-only's value"
+    ),
+}
+"""How the late boundary is read off the curve (module docstring), by ``--late-rule`` name."""

@@ -107,6 +107,7 @@ _METHOD_HELP = "; ".join(f"{spec.name}: {spec.help}" for spec in METHODS.values(
 @_config_option("alpha", type=float)
 @_config_option("floor", type=float)
 @_config_option("noise_se", type=click.FloatRange(min=0))
+@_config_option("late_rule")
 @_config_option("late_noise_se", type=click.FloatRange(min=0))
 @click.option(
     "--method",

@@ -10,7 +10,14 @@ from typing import Any
 
 from flowblending.errors import FlowBlendingError
 
-from .boundaries import DEFAULT_ALPHA, DEFAULT_LATE_NOISE_SE, DEFAULT_NOISE_SE, SIMILARITY_FLOOR
+from .boundaries import (
+    DEFAULT_ALPHA,
+    DEFAULT_LATE_NOISE_SE,
+    DEFAULT_LATE_RULE,
+    DEFAULT_NOISE_SE,
+    LATE_RULES,
+    SIMILARITY_FLOOR,
+)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 """Model dtypes a calibration can run in."""
@@ -84,11 +91,18 @@ class CalibrationConfig:
         "Standard errors of measurement noise the early rule allows (over prompts x seeds): a point reaches "
         "--floor unless its mean similarity is more than this many SEs below it. 0: the floor exactly.",
     )
+    late_rule: str = _opt(
+        DEFAULT_LATE_RULE,
+        "How the late boundary is read off the late curve: "
+        + "; ".join(f"{name}: {rule.help}" for name, rule in LATE_RULES.items())
+        + " (its quality at the least cost).",
+        choices=tuple(LATE_RULES),
+    )
     late_noise_se: float = _opt(
         DEFAULT_LATE_NOISE_SE,
         "Standard errors the late rule allows: the latest re-entry point within this many SEs of the late curve's "
-        "minimum is chosen (the one-standard-error rule). 0 (default): the minimum, the paper's rule; the SEs "
-        "are measured and reported either way.",
+        "minimum (--late-rule parity: of large-only's value) is chosen (the one-standard-error rule). 0 (default): "
+        "the plain rule; the SEs are measured and reported either way.",
     )
     method: str = _opt("full", "Calibration method.")
     segments: int = _opt(8, "sweep/search: number of equal segments K (sweep evaluates all 2^K patterns).")
@@ -163,6 +177,10 @@ class CalibrationConfig:
             raise CalibrationError(f"--beam-width must be a positive integer, got {self.beam_width!r}.")
         if self.num_inference_steps is not None and self.num_inference_steps < 2:
             raise CalibrationError(f"--steps must be at least 2, got {self.num_inference_steps}.")
+        if self.late_rule not in LATE_RULES:
+            raise CalibrationError(
+                f"--late-rule must be one of {', '.join(LATE_RULES)}, got {self.late_rule!r}; e.g. --late-rule parity."
+            )
         if self.late_metric not in LATE_METRICS:
             raise CalibrationError(f"--late-metric must be one of {', '.join(LATE_METRICS)}, got {self.late_metric!r}.")
         if self.kid_subset_size is not None and (
@@ -229,6 +247,7 @@ class CalibrationConfig:
             "floor",
             "noise_se",
             "late_noise_se",
+            "late_rule",
             "tolerance",
             "early_boundary",
             "late_metric",

@@ -208,7 +208,10 @@ def summary_text(
         lines.append("  premise: not tested by this method (the schedule is the cheapest within tolerance)")
         lines += [f"  note: {note}" for note in record.notes if "starts with the small" in note]
     elif premise.holds:
-        lines.append("  premise: holds (early boundary reaches the similarity floor, interior late minimum)")
+        late = "interior late minimum"
+        if record.late is not None and record.late.rule == "parity":
+            late = "a re-entry reaches large-only's late metric, L-S-S does not"
+        lines.append(f"  premise: holds (early boundary reaches the similarity floor, {late})")
     else:
         lines.append("  premise: DOES NOT HOLD for this pair:")
         lines += [f"    - {f}" for f in premise.failed]

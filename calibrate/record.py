@@ -206,8 +206,9 @@ class LateRecord:
     subset_size: int | None = None  # KID: frames per subset
     requested: str = "fid"  # --late-metric as given ("auto" chose ``metric``)
     others: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # the other metrics' curves
-    se: tuple[float, ...] | None = None  # jackknife SE of each candidate's difference to the minimum (0 there)
-    noise_se: float = 0.0  # candidates within noise_se x se of the minimum tie with it; the latest is chosen
+    se: tuple[float, ...] | None = None  # jackknife SE of each candidate's difference to the rule's base (0 there)
+    noise_se: float = 0.0  # candidates within noise_se x se of the base tie with it; the latest is chosen
+    rule: str = "minimum"  # --late-rule: the base is the minimum ("minimum") or large-only, x[0] ("parity")
 
     @property
     def minimum(self) -> int | None:
@@ -219,9 +220,20 @@ class LateRecord:
         m, c = self.metric.upper(), self.chosen
         if self.source == "divergence" or c.value is None:
             return f"(divergence curve): large model again from {c.x:.1f}%"
-        low = self.minimum
         last = self.x is not None and c.index == len(self.x) - 1
         where = "no re-entry (L-S-S)" if last else f"large model again from {c.x:.1f}%"
+        if self.rule == "parity" and self.values is not None:
+            base = self.values[0]
+            if c.index == 0:
+                return f"(latest re-entry no worse than large-only's {m}): none, large-only ({m} {base:.4f})"
+            within = ""
+            if self.se is not None and self.noise_se > 0:
+                within = f", within {self.noise_se * self.se[c.index]:.4f} ({self.noise_se:g} SE)"
+            return (
+                f"(latest re-entry no worse than large-only's {m}): {where} ({m} {c.value:.4f}, "
+                f"{c.value - base:+.4f} against large-only's {base:.4f}{within})"
+            )
+        low = self.minimum
         if self.se is None or low is None or low == c.index or self.values is None or self.x is None:
             return f"({m} minimum): {where} ({m} {c.value:.4f})"
         gap, margin = c.value - self.values[low], self.noise_se * self.se[c.index]
@@ -235,6 +247,7 @@ class LateRecord:
         return {
             "se": _plain(self.se),
             "noise_se": self.noise_se,
+            "rule": self.rule,
             "requested": self.requested,
             "spread": _plain(self.spread),
             "subset_size": self.subset_size,
@@ -273,6 +286,7 @@ class LateRecord:
             others={m: _floats(data[m]) for m in LATE_METRIC_NAMES if m != metric and data.get(m) is not None},
             se=_floats(data["se"]) if data.get("se") is not None else None,
             noise_se=float(data.get("noise_se") or 0.0),
+            rule=data.get("rule", "minimum"),
         )
 
 

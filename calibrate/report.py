@@ -276,18 +276,22 @@ def _plot_late(figure_cls: Any, late: LateRecord, path: Path) -> Path:
     fig = figure_cls(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     c, low = late.chosen, late.minimum
+    parity = late.rule == "parity"
+    base, name = (0, "large-only") if parity else (low, "the minimum")
     if late.se is not None:
         ax.errorbar(
             x, values, yerr=_arr(late.se, len(x)), color=_COLORS["mean"], marker="o", lw=1.8, capsize=3,
-            label=f"{metric} ± 1 SE of its difference to the minimum (jackknife over prompts × seeds)",
+            label=f"{metric} ± 1 SE of its difference to {name} (jackknife over prompts × seeds)",
         )  # fmt: skip
-        ax.axhline(values[low], color="0.5", ls=":", lw=1, label=f"minimum {x[low]:.1f}% ({metric} {values[low]:.4g})")
     else:
         ax.plot(x, values, color=_COLORS["mean"], marker="o", lw=1.8, label=metric)
+    if late.se is not None or parity:
+        what = f"{'large-only' if parity else 'minimum'} {x[base]:.1f}% ({metric} {values[base]:.4g})"
+        ax.axhline(values[base], color="0.5", ls=":", lw=1, label=what)
     if c.value is not None:
         ax.plot(
             [c.x], [c.value], marker="*", ms=16, color=_COLORS["late"], ls="none",
-            label=f"chosen {c.x:.1f}% ({metric} {c.value:.4g})",
+            label=f"chosen {c.x:.1f}% ({metric} {c.value:.4g}; rule: {late.rule})",
         )  # fmt: skip
     detail = [f"{late.feature.rstrip('/').rsplit('/', 1)[-1]} features"] if late.feature else []
     detail += [f"{late.generated_frames} generated frames"] if late.generated_frames else []
@@ -746,7 +750,8 @@ def _late_section(late: LateRecord | None, plotted: bool) -> list[str]:
     if late.premise:
         lines += ["Late-curve checks that failed:", "", *_bullets(late.premise), ""]
     header = ["x (%)", "step", metric]
-    header += [f"SE of the difference to the minimum (allowed: {late.noise_se:g} SE)"] if late.se is not None else []
+    against = "large-only" if late.rule == "parity" else "the minimum"
+    header += [f"SE of the difference to {against} (allowed: {late.noise_se:g} SE)"] if late.se is not None else []
     rows = []
     for i, x in enumerate(late.x):
         row = [_fmt(x, ".1f"), _fmt(_at(late.steps, i), "d"), _fmt(_at(late.values, i))]

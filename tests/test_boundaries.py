@@ -1,4 +1,4 @@
-"""Algorithm 1 (paper App. B) and the FID argmin (sec 4.3) on hand-computed curves."""
+"""Algorithm 1 (paper App. B) and the late rules (FID/KID minimum, sec 4.3; parity) on hand-computed curves."""
 
 from __future__ import annotations
 
@@ -10,16 +10,20 @@ import pytest
 from calibrate.boundaries import (
     DEFAULT_ALPHA,
     DEFAULT_LATE_NOISE_SE,
+    DEFAULT_LATE_RULE,
     DEFAULT_NOISE_SE,
+    LATE_RULES,
     SIMILARITY_FLOOR,
     difference_se,
     early_curve_premise,
     find_early_boundary,
     find_late_boundary,
+    find_parity_boundary,
     jackknife_se,
     late_curve_premise,
     local_slopes,
     mean_se,
+    parity_curve_premise,
     raise_to_floor,
 )
 
@@ -295,3 +299,63 @@ def test_the_latest_late_point_within_its_margin_of_the_minimum_is_chosen():
 
 def test_the_default_noise_margins_are_one_standard_error_early_and_none_late():
     assert DEFAULT_NOISE_SE == 1.0 and DEFAULT_LATE_NOISE_SE == 0.0
+
+
+# the demo pair's 16-unit KID curve from early boundary 40 % (profiles/demo.json, rounded)
+X_DEMO = [40, 50, 60, 70, 80, 90, 100]
+KID_DEMO = [0.4409, 0.4266, 0.4183, 0.4185, 0.4275, 0.4391, 0.4752]
+
+
+def test_parity_picks_the_latest_re_entry_no_worse_than_large_only():
+    # 90 %: 0.4391 <= 0.4409; L-S-S (100 %) 0.4752 is worse, so 90 % is the latest at parity
+    assert find_parity_boundary(X_DEMO, KID_DEMO) == (5, 90.0, 0.4391)
+    assert parity_curve_premise(X_DEMO, KID_DEMO, 5, "KID") == []
+    # the minimum rule reads the same curve as 60 %
+    assert find_late_boundary(X_DEMO, KID_DEMO)[0] == 2
+    # a value equal to large-only's is at parity
+    assert find_parity_boundary([40, 70, 100], [0.5, 0.5, 0.6]) == (1, 70.0, 0.5)
+
+
+def test_parity_margins_are_measured_against_large_only():
+    # L-S-S is 0.0343 above large-only: within a margin of 0.04, not within 0.03
+    margin = [0, 0.01, 0.01, 0.01, 0.02, 0.03, 0.04]
+    assert find_parity_boundary(X_DEMO, KID_DEMO, margin=margin)[0] == 6
+    margin[-1] = 0.03
+    assert find_parity_boundary(X_DEMO, KID_DEMO, margin=margin)[0] == 5
+    (failed,) = parity_curve_premise(X_DEMO, KID_DEMO, 6, "KID")
+    assert failed.startswith("no re-entry needed: L-S-S (x=100, KID 0.4752) is no worse than large-only (0.4409)")
+    with pytest.raises(ValueError, match="one value per candidate"):
+        find_parity_boundary(X_DEMO, KID_DEMO, margin=[0, 0])
+
+
+def test_parity_falls_back_to_large_only_when_every_blend_costs_quality():
+    # the stronger v2.3 pair's curve from 60 %: rising from large-only on
+    x, kid = [60, 70, 80, 90, 100], [0.4278, 0.4290, 0.4331, 0.4405, 0.4567]
+    assert find_parity_boundary(x, kid) == (0, 60.0, 0.4278)
+    (failed,) = parity_curve_premise(x, kid, 0, "KID")
+    assert failed.startswith(
+        "no re-entry point reaches large-only's KID (0.4278 at x=60; the lowest later one is 0.429)"
+    )
+    with pytest.raises(ValueError, match="ascending"):
+        find_parity_boundary([60, 50], [0.4, 0.5])
+
+
+def test_difference_se_can_be_paired_to_large_only():
+    values = [2.0, 1.0, 1.5]
+    loo = [[2.0, 1.0, 1.0], [3.0, 2.0, 3.0]]
+    # against candidate 0: differences (0, 0), (-1, -1), (-1, 0): only candidate 2 moves, +-0.5 -> SE 0.5
+    assert difference_se(values, loo, base=0) == pytest.approx([0.0, 0.0, 0.5])
+    loo = [[2.0, 1.0, 1.0], [4.0, 2.0, 3.0]]
+    # candidate 1: differences -1 and -2, deviations +-0.5 -> 0.5; candidate 2: -1 and -1 -> 0
+    assert difference_se(values, loo, base=0) == pytest.approx([0.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="index into the curve"):
+        difference_se(values, loo, base=3)
+
+
+def test_the_late_rules_registry():
+    assert list(LATE_RULES) == ["minimum", "parity"] and DEFAULT_LATE_RULE == "minimum"
+    assert LATE_RULES["minimum"].find is find_late_boundary and LATE_RULES["minimum"].base is None
+    assert LATE_RULES["parity"].find is find_parity_boundary and LATE_RULES["parity"].base == 0
+    for name, rule in LATE_RULES.items():
+        k, _, _ = rule.find(X_DEMO, KID_DEMO, margin=None)
+        assert rule.premise(X_DEMO, KID_DEMO, k, "KID") == [], name

@@ -270,3 +270,11 @@ def test_a_bad_noise_margin_is_refused_naming_the_flag(assets, name, bad):
     flag = "--" + name.replace("_", "-")
     with pytest.raises(CalibrationError, match=rf"{flag} must be a number of standard errors >= 0, got .*; e\.g\. 1"):
         _config(assets, **{name: bad})
+
+
+def test_a_bad_late_rule_is_refused_naming_the_flag(assets):
+    from calibrate.config import CalibrationError
+
+    with pytest.raises(CalibrationError, match=r"--late-rule must be one of minimum, parity, got 'median'; e\.g\."):
+        _config(assets, late_rule="median")
+    assert _config(assets, late_rule="parity").identity() == _config(assets).identity()  # a re-decision, no new runs

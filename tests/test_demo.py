@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -41,14 +42,19 @@ def test_demo_quick_runs_every_stage(tmp_path):
     assert set(results["semantic_accuracy"]) >= {"large-only", "L-S-S", "S-L-L", "small-only"}
     # small-only draws its shapes far too large (1.8 measured on 48 videos); the report's table carries the size
     assert results["semantic_accuracy"]["small-only"]["size"] > 1.3
-    assert "| detail | size | videos |" in report
     assert results["measured_speedup"] > 0 and len(list((out / "videos").glob("*.gif"))) == 12
     from PIL import Image
 
-    # 3 prompts x (title + 5 schedule rows: large-only, calibrated, L-S-S, L-S-L, small-only) x 9 frames of 32x32
+    # every schedule but S-L-L is a row: large-only, calibrated (the other late rule's when it differs), L-S-S,
+    # L-S-L, small-only; 3 prompts x (title + rows) x 9 frames of 32x32 enlarged 3x
+    rows = len([k for k in results["semantic_accuracy"] if not k.startswith("S-L-L")])
+    assert rows in (5, 6)
     with Image.open(out / "report" / "demo-contact-sheet.png") as sheet:
         width, height = sheet.size
-    assert width == 120 + 9 * (2 + 96) and height == 3 * (20 + 5 * 96 + 4 * 2) + 2 * 8
+    assert width == 120 + 9 * (2 + 96) and height == 3 * (20 + rows * 96 + (rows - 1) * 2) + 2 * 8
+    flops = {k: v["flops"] for k, v in results["semantic_accuracy"].items()}
+    assert flops["large-only"] == 1.0 and flops["small-only"] == pytest.approx(63881216 / 523304960)
+    assert "| size | FLOPs | videos |" in report
     assert "demo-contact-sheet.png" in report
 
 
@@ -69,3 +75,22 @@ def test_the_shipped_demo_profile_names_no_path_of_the_machine_it_was_made_on():
     text = Path(resolve_model_location("package://flowblending.profiles/demo.json")).read_text()
     strings = re.findall(r'"((?:[^"\\]|\\.)*)"', text)
     assert not [s for s in strings if s.startswith("/") or "\\" in s]
+
+
+def test_the_demo_table_shows_the_other_late_rule_with_its_flops():
+    from calibrate.demo.cli import flops_ratio, other_rule_schedule, schedules_for
+    from calibrate.methods.base import lsl
+
+    profile = load_profile("demo")  # the KID minimum at 60 %; parity reads 90 % off the same curve
+    label, schedule = other_rule_schedule(profile)
+    assert label == "L-S-L (parity rule: 0.4, 0.9)" and schedule == lsl(0.4, 0.9)
+    # 10 large and 10 small steps of 20 against 20 large ones, FLOPs per step as the profile measured them
+    assert flops_ratio(profile, schedule) == pytest.approx((10 * 523304960 + 10 * 63881216) / (20 * 523304960))
+    assert flops_ratio(profile, tuple(profile.schedule)) == pytest.approx(profile.cost.flops_ratio)
+    assert list(schedules_for(profile))[:3] == ["large-only", "calibrated LSL", label]
+    # a parity profile shows the minimum's choice; no late curve, no extra row
+    late = {**profile.calibration["late"], "rule": "parity", "chosen": {"index": 5, "x": 90.0}}
+    swapped = dataclasses.replace(profile, calibration={**profile.calibration, "late": late})
+    assert other_rule_schedule(swapped) == ("L-S-L (minimum rule: 0.4, 0.6)", lsl(0.4, 0.6))
+    bare = dataclasses.replace(profile, calibration={**profile.calibration, "late": None})
+    assert other_rule_schedule(bare) is None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from calibrate.boundaries import difference_se
+from calibrate.boundaries import difference_se, parity_curve_premise
+from calibrate.methods.base import lsl
 from calibrate.metrics import (
     KID_RULE_FACTOR,
     choose_late_metric,
@@ -95,6 +96,17 @@ def test_a_calibration_records_the_metric_it_used(calibration_assets, tmp_path):
     assert late.chosen.index == tied[-1]
     plain = calibrate(CalibrationConfig(**base, noise_se=0), work_dir=work, progress=False, log=lambda s: None)
     assert plain.record.early.noise_se == 0 and plain.record.late.chosen == kid.chosen
+    # the parity rule on the same curve: the latest candidate no worse than large-only (x[0]), SEs against it
+    parity = calibrate(CalibrationConfig(**base, late_rule="parity"), work_dir=work, progress=False, log=lambda s: None)
+    late = parity.record.late
+    assert late.values == kid.values and late.rule == "parity" and late.se[0] == 0.0
+    assert late.chosen.index == max(i for i, v in enumerate(late.values) if v <= late.values[0])
+    assert parity.profile.calibration["late"]["rule"] == "parity"
+    assert fid.profile.calibration["late"]["rule"] == "minimum"
+    assert tuple(parity.profile.schedule) == lsl(1 / 3, late.chosen.x / 100)
+    failed = [f"late: {p}" for p in parity_curve_premise(late.x, late.values, late.chosen.index, "KID")]
+    assert list(late.premise) == [f[len("late: ") :] for f in failed]
+    assert parity.profile.calibration["premise"]["failed"] == failed
 
 
 def test_leave_one_out_rows_are_the_metric_without_each_unit():

@@ -16,7 +16,7 @@ DOCUMENTED = {
     "flowblending": {"Profile", "ProfileError", "RoutingTransformer", "apply_profile", "load_pipeline",
                      "load_profile", "load_transformer", "apply_blend_cache", "apply_role_offload"},
     "flowblending.testing": {"TinyPair", "save_tiny_wan_pair", "save_tiny_ltx_pair", "tiny_umt5_config"},
-    "calibrate": {"calibrate", "CalibrationConfig", "find_early_boundary", "find_late_boundary",
+    "calibrate": {"calibrate", "CalibrationConfig", "find_early_boundary", "find_late_boundary", "find_parity_boundary",
                   "divergence_boundaries", "merge", "CalibrationRecord"},
 }  # fmt: skip
 

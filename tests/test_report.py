@@ -406,3 +406,25 @@ def test_a_late_choice_at_the_end_of_the_grid_is_named_l_s_s():
         "(latest point within 1 SE of the KID minimum): no re-entry (L-S-S) (KID 1.2000, +0.2000 from the minimum "
         "1.0000 at 70.0%, within 0.3000)"
     )
+
+
+def test_a_parity_choice_is_described_against_large_only_and_survives_json(tmp_path):
+    from calibrate.record import LateChoice, LateRecord
+
+    x, values = (40.0, 70.0, 90.0, 100.0), (0.44, 0.418, 0.439, 0.475)
+    late = LateRecord(
+        source="kid", metric="kid", chosen=LateChoice(2, 90.0, 0.439), x=x, steps=(8, 14, 18, 20), values=values,
+        se=(0.0, 0.03, 0.06, 0.1), noise_se=0.0, rule="parity",
+    )  # fmt: skip
+    assert late.choice_text() == (
+        "(latest re-entry no worse than large-only's KID): large model again from 90.0% (KID 0.4390, -0.0010 "
+        "against large-only's 0.4400)"
+    )
+    loose = LateRecord.from_dict({**late.to_dict(), "noise_se": 0.5})
+    assert loose.rule == "parity" and loose.values == values
+    assert loose.choice_text().endswith("-0.0010 against large-only's 0.4400, within 0.0300 (0.5 SE))")
+    none = LateRecord.from_dict({**late.to_dict(), "chosen": {"index": 0, "x": 40.0, "kid": 0.44}})
+    assert none.choice_text() == "(latest re-entry no worse than large-only's KID): none, large-only (KID 0.4400)"
+    # a record written before the rule existed reads as the minimum rule
+    old = {k: v for k, v in late.to_dict().items() if k != "rule"}
+    assert LateRecord.from_dict(old).rule == "minimum"

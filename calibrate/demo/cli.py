@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from ..boundaries import DEFAULT_LATE_RULE, LATE_RULES
+
 PACKAGE = "package://calibrate.demo/weights"
 
 
@@ -50,12 +52,46 @@ def write_reference(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
+def other_rule_schedule(profile: Any) -> tuple[str, tuple] | None:
+    """The L-S-L the other ``--late-rule`` reads off the same late curve (no margin); None when it adds nothing.
+
+    None without a measured late curve or early boundary, and when the other rule picks the calibrated point or
+    large-only.
+    """
+    from ..boundaries import LATE_RULES
+    from ..methods.base import lsl
+
+    late = (profile.calibration or {}).get("late") or {}
+    values, x = late.get(late.get("metric", "fid")), late.get("x")
+    if not values or not x or len(profile.schedule) < 2 or profile.schedule[1].model != "small":
+        return None
+    rule = "parity" if late.get("rule", "minimum") == "minimum" else "minimum"
+    k, xk, _ = LATE_RULES[rule].find(x, values)
+    if k == 0 or k == late["chosen"]["index"]:
+        return None
+    early, again = profile.schedule[1].start, xk / 100
+    return f"L-S-L ({rule} rule: {early:g}, {again:g})", lsl(early, again)
+
+
+def flops_ratio(profile: Any, schedule: tuple) -> float:
+    """FLOPs of ``schedule`` relative to large-only at the profile's setting (its measured FLOPs per step)."""
+    from flowblending.cost import schedule_cost
+    from flowblending.schedule import run_roles
+
+    n = profile.setting.num_inference_steps
+    return schedule_cost(run_roles(schedule, n), profile.cost.flops_per_step, num_steps=n).flops_ratio
+
+
 def schedules_for(profile: Any) -> dict[str, tuple]:
-    """Large-only, the calibrated schedule, L-S-S and S-L-L at the calibrated early boundary, small-only."""
+    """Large-only, the calibrated schedule (and the other late rule's), L-S-S and S-L-L at the calibrated early
+    boundary, the divergence proxy's (or the paper's) L-S-L, small-only."""
     from flowblending.schedule import Segment, pattern_of
 
     out: dict[str, tuple] = {"large-only": (Segment("large", 0.0, 1.0),)}
     out[f"calibrated {pattern_of(profile.schedule)}"] = tuple(profile.schedule)
+    other = other_rule_schedule(profile)
+    if other is not None:
+        out[other[0]] = other[1]
     proxy = (profile.calibration or {}).get("divergence", {}).get("proxy_boundaries") or [0.4, 0.8]
     early = profile.schedule[1].start if len(profile.schedule) > 1 else proxy[0]
     out["L-S-S"] = (Segment("large", 0.0, early), Segment("small", early, 1.0))
@@ -81,6 +117,7 @@ def run_demo(
     eval_prompts: int = 48,
     timing_repeats: int = 3,
     reference_frames: int = 1024,
+    late_rule: str = DEFAULT_LATE_RULE,
     log: Any = click.echo,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -124,6 +161,7 @@ def run_demo(
         feature_model=f"{PACKAGE}/feature_model",
         name="demo",
         samples=2,
+        late_rule=late_rule,
         local_files_only=True,
         notes=(
             "Demo pair: similarities and FIDs use the demo feature model (a tiny DINOv2 trained on the synthetic "
@@ -162,12 +200,13 @@ def run_demo(
             num_inference_steps=profile.setting.num_inference_steps,
             max_sequence_length=int(settings["max_sequence_length"]),
         )
-        accuracy[label] = semantic_accuracy(vids, eval_set, judge)
+        accuracy[label] = {**semantic_accuracy(vids, eval_set, judge), "flops": flops_ratio(profile, schedule)}
         videos[label] = vids
+        acc = accuracy[label]
         log(
-            f"    {label:<22} all correct {accuracy[label]['all']:.3f} (colour {accuracy[label]['colour']:.3f}, "
-            f"shape {accuracy[label]['shape']:.3f}, direction {accuracy[label]['direction']:.3f}; "
-            f"detail {accuracy[label]['detail']:.3f}, size {accuracy[label]['size']:.3f})"
+            f"    {label:<30} all correct {acc['all']:.3f} (colour {acc['colour']:.3f}, shape {acc['shape']:.3f}, "
+            f"direction {acc['direction']:.3f}; detail {acc['detail']:.3f}, size {acc['size']:.3f}; "
+            f"FLOPs {acc['flops']:.3f})"
         )
 
     log(f"[3/4] wall time on this machine ({timing_repeats} interleaved repeats)")
@@ -185,7 +224,7 @@ def run_demo(
 
     from ..report import write_contact_sheet
 
-    rows = [k for k in videos if not k.startswith("S-L-L")]  # large-only, calibrated, L-S-S, L-S-L, small-only
+    rows = [k for k in videos if not k.startswith("S-L-L")]  # large-only, calibrated(, other rule), L-S-S, ...
     sheet = write_contact_sheet(
         {
             f"{eval_set[i]} (held-out seed)": {label: videos[label][i].permute(0, 2, 3, 1).numpy() for label in rows}
@@ -242,15 +281,16 @@ def _append_to_report(report: Path, results: dict[str, Any], blended: str) -> No
         "Held-out generation seeds (the calibration used seed 0). Fraction of videos whose colour (pixel "
         "statistics), shape (the judge's classifier) and motion direction (centroid track) all match the prompt; "
         "detail = stripe energy relative to real clips (1.0 = as sharp as real; noise does not count); size = "
-        "area the shape covers relative to real clips (1.0 = as large as real; a blurred shape's halo is larger).",
+        "area the shape covers relative to real clips (1.0 = as large as real; a blurred shape's halo is larger); "
+        "FLOPs = the schedule's share of large-only's FLOPs.",
         "",
-        "| schedule | all | colour | shape | direction | detail | size | videos |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| schedule | all | colour | shape | direction | detail | size | FLOPs | videos |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, acc in results["semantic_accuracy"].items():
         lines.append(
             f"| {label} | {acc['all']:.3f} | {acc['colour']:.3f} | {acc['shape']:.3f} | "
-            f"{acc['direction']:.3f} | {acc['detail']:.3f} | {acc['size']:.3f} | {acc['videos']} |"
+            f"{acc['direction']:.3f} | {acc['detail']:.3f} | {acc['size']:.3f} | {acc['flops']:.3f} | {acc['videos']} |"
         )
     lines += ["", "![contact sheet: rows are schedules, columns frames](demo-contact-sheet.png)"]
     lines += ["", "## Demo: wall time on this machine", "", "| schedule | ms / video (end to end) |", "| --- | --- |"]
@@ -296,9 +336,22 @@ def _quiet_loading() -> None:
     help="Videos per schedule for semantic accuracy.",
 )
 @click.option("--timing-repeats", type=click.IntRange(1, 50), default=3, show_default=True)
+@click.option(
+    "--late-rule",
+    type=click.Choice(list(LATE_RULES)),
+    default=DEFAULT_LATE_RULE,
+    show_default=True,
+    help="The calibrator's late rule (flowblending calibrate --late-rule); the table also shows the other one's.",
+)
 @click.option("--quick", is_flag=True, help="Every stage with less work (2 prompts, 8 evaluation videos).")
 def demo_command(
-    output_dir: str, num_prompts: int, seeds: str, eval_prompts: int, timing_repeats: int, quick: bool
+    output_dir: str,
+    num_prompts: int,
+    seeds: str,
+    eval_prompts: int,
+    timing_repeats: int,
+    late_rule: str,
+    quick: bool,
 ) -> None:
     """Calibrate the shipped demo pair, write its profile and report, render videos, measure the speed-up."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -314,4 +367,5 @@ def demo_command(
         eval_prompts=eval_prompts,
         timing_repeats=timing_repeats,
         reference_frames=256 if quick else 1024,
+        late_rule=late_rule,
     )

@@ -24,11 +24,10 @@ from flowblending.errors import FlowBlendingError
 from flowblending.schedule import first_step
 
 from ..boundaries import (
+    LATE_RULES,
     difference_se,
     early_curve_premise,
     find_early_boundary,
-    find_late_boundary,
-    late_curve_premise,
     mean_se,
     raise_to_floor,
 )
@@ -286,7 +285,7 @@ class FullMethod(Method):
         return None if early.premise or step >= n else step
 
     def late_record(self, ctx: Context, e: int) -> tuple[LateRecord, list[dict[str, int]]]:
-        """The late metric of every candidate over all units against the reference, and its minimum (sec 4.3)."""
+        """The late metric of every candidate over all units against the reference, read by --late-rule (sec 4.3)."""
         from ..metrics import choose_late_metric, late_metric_curves, late_metric_leave_one_out
 
         work, n, config = ctx.work, ctx.num_steps, ctx.config
@@ -306,11 +305,12 @@ class FullMethod(Method):
         _, spread, subset = curves["kid"]
         values = curves[metric][0]
         xs = [100 * r / n for r in steps]
+        rule = LATE_RULES[config.late_rule]
         se = None
-        if len(per_unit) > 1:  # measured whatever the rule, so the report can show the noise
+        if len(per_unit) > 1:  # measured whatever the margin, so the report can show the noise
             loo = late_metric_leave_one_out(metric, extractor, ref, candidates, subset_size=config.kid_subset_size)
-            se = difference_se(values, loo)
-        k, xk, vk = find_late_boundary(xs, values, margin=None if se is None else config.late_noise_se * se)
+            se = difference_se(values, loo, base=rule.base)
+        k, xk, vk = rule.find(xs, values, margin=None if se is None else config.late_noise_se * se)
         record = LateRecord(
             source=metric,
             metric=metric,
@@ -319,7 +319,7 @@ class FullMethod(Method):
             steps=tuple(steps),
             values=tuple(values),
             chosen=LateChoice(int(k), float(xk), float(vk)),
-            premise=tuple(late_curve_premise(xs, values, k, metric.upper())),
+            premise=tuple(rule.premise(xs, values, k, metric.upper())),
             feature=getattr(extractor, "name", None),
             reference_frames=int(ref["count"]),
             generated_frames=int(frames),
@@ -328,6 +328,7 @@ class FullMethod(Method):
             others={name: tuple(v[0]) for name, v in curves.items() if name != metric},
             se=None if se is None else tuple(float(v) for v in se),
             noise_se=config.late_noise_se if se is not None else 0.0,
+            rule=config.late_rule,
         )
         return record, calls
 
