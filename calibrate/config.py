@@ -181,6 +181,12 @@ class CalibrationConfig:
             raise CalibrationError(
                 f"--late-rule must be one of {', '.join(LATE_RULES)}, got {self.late_rule!r}; e.g. --late-rule parity."
             )
+        if self.late_rule != DEFAULT_LATE_RULE and (self.method != "full" or not self.reference):
+            why = f"--method {self.method} has no late curve" if self.method != "full" else "there is no --reference"
+            raise CalibrationError(
+                f"--late-rule {self.late_rule} reads the late FID/KID curve of --method full against --reference, but "
+                f"{why}; add --reference REAL_FRAMES_DIR with --method full, or drop --late-rule."
+            )
         if self.late_metric not in LATE_METRICS:
             raise CalibrationError(f"--late-metric must be one of {', '.join(LATE_METRICS)}, got {self.late_metric!r}.")
         if self.kid_subset_size is not None and (

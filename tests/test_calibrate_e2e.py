@@ -278,3 +278,8 @@ def test_a_bad_late_rule_is_refused_naming_the_flag(assets):
     with pytest.raises(CalibrationError, match=r"--late-rule must be one of minimum, parity, got 'median'; e\.g\."):
         _config(assets, late_rule="median")
     assert _config(assets, late_rule="parity").identity() == _config(assets).identity()  # a re-decision, no new runs
+    with pytest.raises(CalibrationError, match=r"--late-rule parity .* but --method sweep has no late curve; add"):
+        _config(assets, late_rule="parity", method="sweep")
+    no_reference = {**_config(assets).to_json(), "reference": None, "late_rule": "parity"}
+    with pytest.raises(CalibrationError, match="but there is no --reference; add --reference REAL_FRAMES_DIR"):
+        CalibrationConfig.from_json(no_reference)
