@@ -23,11 +23,11 @@ The stages, in order (all seeds derive from ``--seed``; see :func:`stream_seed`)
    prompt embeddings exactly as ``WanPipeline.encode_prompt`` produces them at ``max_sequence_length=16``,
    AdamW with warm-up and cosine decay, EMA weights saved (phase 1); then phase 2, a warm restart from
    phase 1's EMA weights (``finetune_steps`` at ``finetune_lr``, sigmas shifted towards high noise by
-   ``finetune_sigma_shift``, its own batch stream, fresh optimiser and EMA); optionally
-   (``--refine-steps N``, off by default) phase 3, a second warm restart from phase 2's EMA weights
-   (``refine_steps`` at ``refine_lr``, same sigma shift, its own batch stream): with 1500 steps it lifts
-   large-only accuracy from 0.79 to 0.94 but moves the calibrator's boundaries (docs/demo-training.md,
-   "Phase 3"), so the shipped weights are trained without it;
+   ``finetune_sigma_shift``, its own batch stream, fresh optimiser and EMA); then phase 3, a second warm
+   restart from phase 2's EMA weights (``refine_steps`` at ``refine_lr``, same sigma shift, its own batch
+   stream) of the models in ``refine_models``: by default the large one only, which lifts its large-only
+   accuracy from 0.79 to 0.94 while the small model stays as phase 2 left it; refining both moves the
+   calibrator's boundaries to large-only (docs/demo-training.md, "Phase 3");
 4. measurements (VAE PSNR, judge on VAE reconstructions, held-out flow losses) and saving (safetensors
    only); unless ``--no-eval``, :func:`calibrate.demo.evaluate.run_evaluation` then generates held-out
    videos of LLL, LSL, LSS, SLL and SSS and judges them.
@@ -151,6 +151,9 @@ SMALL_TRANSFORMER_CONFIG: dict[str, Any] = {
 }
 """Small model: 3 layers, width 64 (2 heads x 32), FFN 128."""
 
+TRANSFORMER_NAMES = ("large", "small")
+"""The pair's transformers, as the workers, records and ``refine_models`` name them."""
+
 FEATURE_MODEL_CONFIG: dict[str, Any] = {
     "image_size": SIZE,
     "patch_size": 4,
@@ -202,8 +205,9 @@ class TrainConfig:
     finetune_steps: int = 2000
     finetune_lr: float = 4e-4
     finetune_sigma_shift: float = 3.0
-    refine_steps: int = 0
+    refine_steps: int = 1500
     refine_lr: float = 3e-4
+    refine_models: tuple[str, ...] = ("large",)  # the transformers phase 3 trains; the others keep phase 2
     judge_steps: int = 800
     judge_batch_size: int = 128
     judge_lr: float = 2e-3
@@ -224,6 +228,16 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 kind = "an int >= 0 (0 skips the phase)" if least == 0 else "a positive int"
                 raise ValueError(f"TrainConfig.{name} must be {kind}, got {value!r}.")
+        if (
+            not isinstance(self.refine_models, tuple)
+            or not self.refine_models
+            or len(set(self.refine_models)) != len(self.refine_models)
+            or not set(self.refine_models) <= set(TRANSFORMER_NAMES)
+        ):
+            raise ValueError(
+                f"TrainConfig.refine_models must be a non-empty tuple of distinct names from {TRANSFORMER_NAMES}, "
+                f"got {self.refine_models!r}: pass e.g. ('large',)."
+            )
         if not 0.0 <= self.cond_drop < 1.0:
             raise ValueError(f"TrainConfig.cond_drop must be in [0, 1), got {self.cond_drop!r}.")
         if not 0.0 < self.ema_decay < 1.0:
@@ -653,7 +667,7 @@ def _transformer_worker(
 
     Phase 1 from scratch (or, with ``resume_dir``, phase 1's EMA weights loaded from an earlier run of this
     script with the same seed and config), then phase 2 (the warm restart) if ``cfg.finetune_steps`` > 0
-    and phase 3 (the second one) if ``cfg.refine_steps`` > 0.
+    and phase 3 (the second one) if ``cfg.refine_steps`` > 0 and ``name`` is in ``cfg.refine_models``.
 
     Every worker draws its batches from the same seeded generator, so the models see identical batches,
     noise, sigmas and prompt drops (lockstep) while each runs on its own core.
@@ -675,7 +689,7 @@ def _transformer_worker(
         result["phase2"] = train_transformers(
             {name: model}, latents, ids, embeds, cfg, checkpoint_dir=str(Path(out_dir) / "checkpoint"), phase=2
         )
-    if cfg.refine_steps > 0:
+    if cfg.refine_steps > 0 and name in cfg.refine_models:
         result["phase3"] = train_transformers(
             {name: model}, latents, ids, embeds, cfg, checkpoint_dir=str(Path(out_dir) / "checkpoint"), phase=3
         )
@@ -1221,6 +1235,11 @@ def train(
     return record
 
 
+def _names(value: str) -> tuple[str, ...]:
+    """``"large,small"`` -> ``("large", "small")`` (validated by :class:`TrainConfig`)."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(
@@ -1240,6 +1259,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-eval", action="store_true", help="skip the generation/accuracy evaluation")
     parser.add_argument("--finetune-steps", type=int, default=defaults.finetune_steps, help="phase-2 steps (0: none)")
     parser.add_argument("--refine-steps", type=int, default=defaults.refine_steps, help="phase-3 steps (0: none)")
+    parser.add_argument(
+        "--refine-models",
+        type=_names,
+        default=defaults.refine_models,
+        help=f"comma-separated transformers phase 3 trains, from {','.join(TRANSFORMER_NAMES)} (default: large)",
+    )
     parser.add_argument(
         "--resume",
         type=Path,
@@ -1263,6 +1288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             judge_steps=args.judge_steps,
             finetune_steps=args.finetune_steps,
             refine_steps=args.refine_steps,
+            refine_models=args.refine_models,
             pool_clips=args.pool_clips,
             threads=args.threads,
             log_every=args.log_every,

@@ -55,14 +55,32 @@ def test_phase_must_exist(train_demo):
 
 def test_worker_runs_phase_three_only_when_asked(train_demo, tmp_path):
     cfg, config, latents, ids, embeds = _tiny(train_demo)
-    for refine, phases in ((2, ["phase1", "phase2", "phase3"]), (0, ["phase1", "phase2"])):
-        out = tmp_path / f"refine{refine}"
+    cases = (
+        ("large", 2, ("large",), ["phase1", "phase2", "phase3"]),
+        ("large", 0, ("large",), ["phase1", "phase2"]),
+        ("small", 2, ("large",), ["phase1", "phase2"]),  # not among the refined models: phase 2's weights
+        ("small", 2, ("large", "small"), ["phase1", "phase2", "phase3"]),
+    )
+    for i, (name, refine, models, phases) in enumerate(cases):
+        out = tmp_path / f"case{i}"
         out.mkdir()
-        train_demo._transformer_worker(
-            "m", config, 0, latents, ids, embeds, replace(cfg, refine_steps=refine), str(out)
-        )
+        run_cfg = replace(cfg, refine_steps=refine, refine_models=models)
+        train_demo._transformer_worker(name, config, 0, latents, ids, embeds, run_cfg, str(out))
         assert sorted(json.loads((out / "result.json").read_text())) == phases
         assert (out / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_refine_models_default_and_command_line(train_demo):
+    assert train_demo.TrainConfig().refine_models == ("large",)
+    args = train_demo._parse_args(["--output", "x", "--refine-models", "large, small"])
+    assert args.refine_models == ("large", "small")
+    assert train_demo._parse_args(["--output", "x"]).refine_models == ("large",)
+
+
+@pytest.mark.parametrize("models", [(), ("large", "large"), ("medium",), ["large"]])
+def test_bad_refine_models_are_refused(train_demo, models):
+    with pytest.raises(ValueError, match=r"TrainConfig.refine_models must be a non-empty tuple of distinct names"):
+        train_demo.TrainConfig(refine_models=models)
 
 
 def test_refine_steps_is_on_the_command_line(train_demo):
