@@ -8,7 +8,11 @@ video draws its shapes larger than real ones, so lower is better) are plotted wi
 method (``--profile``), the divergence method, the sweep's own choice (``--sweep-profile``) and the paper's
 fixed 40 %/80 % boundaries marked; those off the K-segment grid are generated and judged on the same units.
 
-    python scripts/demo_ground_truth.py --profile profiles/demo.json --segments 8 --output docs/demo-ground-truth
+    python scripts/demo_ground_truth.py --profile profiles/demo.json --segments 8 --calibrate-methods --output /tmp/gt
+
+``--calibrate-methods`` first calibrates the divergence method and the K-segment sweep on the demo's own
+calibration setting (its 16 prompts x seed 0, the same reference frames) into OUTPUT/divergence and OUTPUT/sweep,
+resumably; ``--divergence-profile``/``--sweep-profile`` take profiles calibrated earlier instead.
 """
 
 from __future__ import annotations
@@ -46,12 +50,33 @@ def front_distance(flops: float, accuracy: float, points: list[tuple[float, floa
     return {"accuracy_gap": best_at_cost - accuracy, "flops_saved_by_front": flops - cheapest_as_good}
 
 
+def calibrate_method(folder: Path, method: str, segments: int) -> str:
+    """Calibrate ``method`` on ``flowblending demo``'s setting into ``folder``; returns the profile's path."""
+    from calibrate.demo.cli import demo_config, demo_prompts, write_reference
+    from calibrate.runner import calibrate
+
+    reference = write_reference(folder / "reference", 1024, seed=7)
+    config = demo_config(reference, demo_prompts(16), method=method, segments=segments)
+    tic = time.perf_counter()
+    outcome = calibrate(
+        config, output=folder / f"{method}.json", report_dir=folder / "report", work_dir=folder / "work", log=print
+    )
+    print(f"{method}: {outcome.profile_path} in {time.perf_counter() - tic:.0f} s", flush=True)
+    return str(outcome.profile_path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", help="the full method's profile (shipped name or path)")
     parser.add_argument("--divergence-profile", default=None, help="the divergence method's profile, if calibrated")
     parser.add_argument("--sweep-profile", default=None, help="the sweep method's profile, if calibrated")
     parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument(
+        "--calibrate-methods",
+        action="store_true",
+        help="calibrate the divergence method and the --segments sweep on the demo's setting first (OUTPUT/divergence, "
+        "OUTPUT/sweep) for the profiles not given",
+    )
     parser.add_argument("--seeds", default="1000,1001", help="held-out seeds (the calibration uses 0)")
     parser.add_argument("--prompts", type=int, default=None, help="held-out prompts (default: all demo prompts)")
     parser.add_argument("--threads", type=int, default=2)
@@ -71,6 +96,11 @@ def main() -> None:
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    if args.calibrate_methods:
+        if not args.divergence_profile:
+            args.divergence_profile = calibrate_method(args.output / "divergence", "divergence", args.segments)
+        if not args.sweep_profile:
+            args.sweep_profile = calibrate_method(args.output / "sweep", "sweep", args.segments)
     settings = demo_settings()
     profile = flowblending.load_profile(args.profile)
     n = profile.setting.num_inference_steps

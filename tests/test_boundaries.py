@@ -143,7 +143,7 @@ def test_premise_below_floor():
 
 
 def test_a_knee_below_the_floor_moves_to_the_first_later_point_that_reaches_it():
-    # The demo pair's curve shape: Algorithm 1 stops at 40 % (0.948), the floor 0.96 is first reached at 50 %.
+    # The v2.2 demo pair's curve: Algorithm 1 stops at 40 % (0.948), the floor 0.96 is first reached at 50 %.
     x = [0, 10, 20, 30, 40, 50, 60, 100]
     y = [0.6155, 0.7915, 0.8591, 0.9125, 0.9481, 0.9659, 0.9798, 1.0]
     knee, _, _ = find_early_boundary(x, y, 0.25)
@@ -301,7 +301,7 @@ def test_the_default_noise_margins_are_one_standard_error_early_and_none_late():
     assert DEFAULT_NOISE_SE == 1.0 and DEFAULT_LATE_NOISE_SE == 0.0
 
 
-# the demo pair's 16-unit KID curve from early boundary 40 % (profiles/demo.json, rounded)
+# the v2.2 demo pair's 16-unit KID curve from early boundary 40 % (its profile, rounded)
 X_DEMO = [40, 50, 60, 70, 80, 90, 100]
 KID_DEMO = [0.4409, 0.4266, 0.4183, 0.4185, 0.4275, 0.4391, 0.4752]
 

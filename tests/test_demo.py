@@ -81,16 +81,32 @@ def test_the_demo_table_shows_the_other_late_rule_with_its_flops():
     from calibrate.demo.cli import flops_ratio, other_rule_schedule, schedules_for
     from calibrate.methods.base import lsl
 
-    profile = load_profile("demo")  # the KID minimum at 60 %; parity reads 90 % off the same curve
+    profile = load_profile("demo")  # early 50 %, the KID minimum at 70 %; parity reads 80 % off the same curve
     label, schedule = other_rule_schedule(profile)
-    assert label == "L-S-L (parity rule: 0.4, 0.9)" and schedule == lsl(0.4, 0.9)
-    # 10 large and 10 small steps of 20 against 20 large ones, FLOPs per step as the profile measured them
-    assert flops_ratio(profile, schedule) == pytest.approx((10 * 523304960 + 10 * 63881216) / (20 * 523304960))
+    assert label == "L-S-L (parity rule: 0.5, 0.8)" and schedule == lsl(0.5, 0.8)
+    # 14 large and 6 small steps of 20 against 20 large ones, FLOPs per step as the profile measured them
+    assert flops_ratio(profile, schedule) == pytest.approx((14 * 523304960 + 6 * 63881216) / (20 * 523304960))
     assert flops_ratio(profile, tuple(profile.schedule)) == pytest.approx(profile.cost.flops_ratio)
     assert list(schedules_for(profile))[:3] == ["large-only", "calibrated LSL", label]
     # a parity profile shows the minimum's choice; no late curve, no extra row
-    late = {**profile.calibration["late"], "rule": "parity", "chosen": {"index": 5, "x": 90.0}}
+    late = {**profile.calibration["late"], "rule": "parity", "chosen": {"index": 3, "x": 80.0}}
     swapped = dataclasses.replace(profile, calibration={**profile.calibration, "late": late})
-    assert other_rule_schedule(swapped) == ("L-S-L (minimum rule: 0.4, 0.6)", lsl(0.4, 0.6))
+    assert other_rule_schedule(swapped) == ("L-S-L (minimum rule: 0.5, 0.7)", lsl(0.5, 0.7))
     bare = dataclasses.replace(profile, calibration={**profile.calibration, "late": None})
     assert other_rule_schedule(bare) is None
+
+
+def test_demo_config_is_the_demo_setting_for_any_method(tmp_path):
+    from calibrate.demo.cli import demo_config, demo_prompts, demo_settings
+    from calibrate.demo.data import PROMPTS
+
+    prompts = demo_prompts(16)
+    assert len(prompts) == 16 and prompts[:3] == (PROMPTS[0], PROMPTS[3], PROMPTS[6])
+    assert demo_prompts(48) == tuple(PROMPTS)
+    settings = demo_settings()
+    full = demo_config(tmp_path, prompts)
+    sweep = demo_config(tmp_path, prompts, method="sweep", segments=8)
+    assert (full.method, sweep.method, sweep.segments) == ("full", "sweep", 8)
+    assert full.num_inference_steps == sweep.num_inference_steps == settings["num_inference_steps"]
+    assert full.guidance_scale == settings["guidance_scale"] and full.reference == str(tmp_path)
+    assert dataclasses.replace(full, method="sweep", segments=8) == sweep

@@ -52,6 +52,55 @@ def write_reference(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
+def demo_config(
+    reference: Path,
+    prompts: tuple[str, ...],
+    seeds: tuple[int, ...] = (0,),
+    *,
+    late_rule: str = DEFAULT_LATE_RULE,
+    method: str = "full",
+    segments: int = 8,
+) -> Any:
+    """The CalibrationConfig of ``flowblending demo`` on the shipped pair (``method``/``segments`` for the others)."""
+    from ..config import CalibrationConfig
+
+    settings = demo_settings()
+    return CalibrationConfig(
+        large=f"{PACKAGE}/pipeline",
+        small=f"{PACKAGE}/small_transformer",
+        small_subfolder=None,
+        prompts=prompts,
+        seeds=seeds,
+        reference=str(reference),
+        num_inference_steps=int(settings["num_inference_steps"]),
+        guidance_scale=float(settings["guidance_scale"]),
+        max_sequence_length=int(settings["max_sequence_length"]),
+        height=int(settings["height"]),
+        width=int(settings["width"]),
+        num_frames=int(settings["num_frames"]),
+        feature_model=f"{PACKAGE}/feature_model",
+        name="demo",
+        samples=2,
+        late_rule=late_rule,
+        method=method,
+        segments=segments,
+        local_files_only=True,
+        notes=(
+            "Demo pair: similarities and FIDs use the demo feature model (a tiny DINOv2 trained on the synthetic "
+            "frames, shipped in calibrate/demo/weights/feature_model), not facebook/dinov2-small.",
+            "FID reference: real samples of the synthetic distribution (calibrate.demo.data.reference_frames).",
+        ),
+    )
+
+
+def demo_prompts(count: int) -> tuple[str, ...]:
+    """The ``count`` calibration prompts of the demo: every (48 // count)-th of the 48 demo prompts."""
+    from .data import PROMPTS
+
+    step = max(1, len(PROMPTS) // count)
+    return tuple(PROMPTS[::step][:count])
+
+
 def other_rule_schedule(profile: Any) -> tuple[str, tuple] | None:
     """The L-S-L the other ``--late-rule`` reads off the same late curve (no margin); None when it adds nothing.
 
@@ -128,7 +177,6 @@ def run_demo(
     from flowblending.schedule import pattern_of
     from flowblending.timing import speedup_report, time_schedules
 
-    from ..config import CalibrationConfig
     from ..runner import calibrate
     from .data import PROMPTS
     from .evaluate import generate, semantic_accuracy
@@ -138,37 +186,13 @@ def run_demo(
     started = time.perf_counter()
     settings = demo_settings()
     output_dir.mkdir(parents=True, exist_ok=True)
-    step = max(1, len(PROMPTS) // prompts)
-    chosen = list(PROMPTS[::step][:prompts])
+    chosen = demo_prompts(prompts)
     log(
         f"[1/4] calibrating the demo pair on {len(chosen)} prompts x {len(seeds)} seed(s) "
         f"({settings['num_inference_steps']} steps)"
     )
     reference = write_reference(output_dir / "reference", reference_frames, seed=7)
-    config = CalibrationConfig(
-        large=f"{PACKAGE}/pipeline",
-        small=f"{PACKAGE}/small_transformer",
-        small_subfolder=None,
-        prompts=tuple(chosen),
-        seeds=seeds,
-        reference=str(reference),
-        num_inference_steps=int(settings["num_inference_steps"]),
-        guidance_scale=float(settings["guidance_scale"]),
-        max_sequence_length=int(settings["max_sequence_length"]),
-        height=int(settings["height"]),
-        width=int(settings["width"]),
-        num_frames=int(settings["num_frames"]),
-        feature_model=f"{PACKAGE}/feature_model",
-        name="demo",
-        samples=2,
-        late_rule=late_rule,
-        local_files_only=True,
-        notes=(
-            "Demo pair: similarities and FIDs use the demo feature model (a tiny DINOv2 trained on the synthetic "
-            "frames, shipped in calibrate/demo/weights/feature_model), not facebook/dinov2-small.",
-            "FID reference: real samples of the synthetic distribution (calibrate.demo.data.reference_frames).",
-        ),
-    )
+    config = demo_config(reference, tuple(chosen), seeds, late_rule=late_rule)
     outcome = calibrate(
         config,
         output=output_dir / "demo.json",
