@@ -30,6 +30,13 @@ from numpy.typing import ArrayLike
 # 0.67), far before the flattening; 0.25 waits until the slope is a quarter of the initial one (60 %, 0.95).
 DEFAULT_ALPHA = 0.25
 
+# Algorithm 1's reference slope. "first" is s_0 as printed (App. B); "steepest" is the curve's steepest rise, with the
+# search starting there. They agree whenever the curve rises fastest over its first segment, as the paper's curves
+# do; when the first segment is flat (the small model decides the structure alone from 0 % and from 10 % alike)
+# s_0 is noise and the printed rule finds no knee (docs/calibration.md, "Algorithm 1's reference slope").
+EARLY_REFERENCES = ("steepest", "first")
+DEFAULT_EARLY_REFERENCE = "steepest"
+
 # DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
 SIMILARITY_FLOOR = 0.96
 
@@ -165,21 +172,43 @@ def local_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def find_early_boundary(x: ArrayLike, y: ArrayLike, alpha: float = DEFAULT_ALPHA) -> tuple[int, float, float]:
-    """Algorithm 1 of App. B as printed: first i+1 with s_i <= alpha*s_0, else N-1; returns (k, x_k, y_k).
+def _check_reference(reference: str) -> None:
+    """Reject a reference slope other than those of :data:`EARLY_REFERENCES`."""
+    if reference not in EARLY_REFERENCES:
+        raise ValueError(
+            f"reference must be one of {', '.join(EARLY_REFERENCES)}, got {reference!r}: pass e.g. "
+            f"reference={DEFAULT_EARLY_REFERENCE!r}"
+        )
+
+
+def reference_index(slopes: np.ndarray, reference: str = DEFAULT_EARLY_REFERENCE) -> int:
+    """Index of Algorithm 1's reference slope: 0 as printed ("first"), else the steepest rise (0 if none rises)."""
+    _check_reference(reference)
+    if reference == "first" or slopes.size == 0 or float(slopes.max()) <= 0:
+        return 0
+    return int(np.argmax(slopes))
+
+
+def find_early_boundary(
+    x: ArrayLike, y: ArrayLike, alpha: float = DEFAULT_ALPHA, reference: str = DEFAULT_EARLY_REFERENCE
+) -> tuple[int, float, float]:
+    """Algorithm 1 of App. B: first i+1 >= r+1 with s_i <= alpha*s_r, else N-1; returns (k, x_k, y_k).
 
     ``x``: small-model introduction points in percent, ascending (0 = small-only, 100 = large-only);
-    ``y``: mean DINO similarity to large-only at each point (eq. 2). When s_0 <= 0 the printed rule
-    stops at k = 1; use :func:`early_curve_premise` to detect that and other "no knee" cases.
+    ``y``: mean DINO similarity to large-only at each point (eq. 2). ``reference``: r = 0 as printed ("first"),
+    or the steepest slope ("steepest", the default), which is the printed rule whenever s_0 is the steepest.
+    When no slope is positive the rule stops at k = 1; use :func:`early_curve_premise` to detect that and other
+    "no knee" cases.
     """
     xa, ya = _pair(x, y, "y", min_len=2)
     _check_ascending(xa, strict=False)
     _check_alpha(alpha)
     slopes = local_slopes(xa, ya)
-    threshold = alpha * slopes[0]
+    r = reference_index(slopes, reference)
+    threshold = alpha * slopes[r]
     k = xa.size - 1
-    for i, s in enumerate(slopes):
-        if s <= threshold:
+    for i in range(r, slopes.size):
+        if slopes[i] <= threshold:
             k = i + 1
             break
     return k, float(xa[k]), float(ya[k])
@@ -197,7 +226,12 @@ def _check_floor(floor: float) -> None:
 
 
 def early_curve_premise(
-    x: ArrayLike, y: ArrayLike, k: int, floor: float = SIMILARITY_FLOOR, margin: ArrayLike | None = None
+    x: ArrayLike,
+    y: ArrayLike,
+    k: int,
+    floor: float = SIMILARITY_FLOOR,
+    margin: ArrayLike | None = None,
+    reference: str = DEFAULT_EARLY_REFERENCE,
 ) -> list[str]:
     """Failed premises of an Algorithm 1 choice (sec 4.2, App. B), one sentence each; [] when all hold.
 
@@ -210,10 +244,12 @@ def early_curve_premise(
     _check_floor(floor)
     ma = _margin(margin, xa.size)
     failed = []
-    s0 = float(local_slopes(xa, ya)[0])
-    if s0 <= 0:
+    slopes = local_slopes(xa, ya)
+    r = reference_index(slopes, reference)
+    if slopes[r] <= 0:
+        where = "at the start" if reference == "first" else "anywhere"
         failed.append(
-            f"curve does not rise at the start (s_0 = {s0:.4g} <= 0): Algorithm 1's reference slope "
+            f"curve does not rise {where} (s_{r} = {slopes[r]:.4g} <= 0): Algorithm 1's reference slope "
             "is meaningless and it stops at k=1"
         )
     if k == xa.size - 1:

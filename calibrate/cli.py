@@ -105,6 +105,7 @@ _METHOD_HELP = "; ".join(f"{spec.name}: {spec.help}" for spec in METHODS.values(
 @_config_option("late_metric")
 @_config_option("kid_subset_size", type=click.IntRange(min=2))
 @_config_option("alpha", type=float)
+@_config_option("early_reference")
 @_config_option("floor", type=float)
 @_config_option("noise_se", type=click.FloatRange(min=0))
 @_config_option("late_rule")

@@ -12,9 +12,11 @@ from flowblending.errors import FlowBlendingError
 
 from .boundaries import (
     DEFAULT_ALPHA,
+    DEFAULT_EARLY_REFERENCE,
     DEFAULT_LATE_NOISE_SE,
     DEFAULT_LATE_RULE,
     DEFAULT_NOISE_SE,
+    EARLY_REFERENCES,
     LATE_RULES,
     SIMILARITY_FLOOR,
 )
@@ -85,6 +87,12 @@ class CalibrationConfig:
     )
     kid_subset_size: int | None = _opt(None, "KID subset size (default: 1000, capped by the smaller frame set).")
     alpha: float = _opt(DEFAULT_ALPHA, "Algorithm 1 slope threshold.")
+    early_reference: str = _opt(
+        DEFAULT_EARLY_REFERENCE,
+        "Algorithm 1's reference slope: steepest (the curve's steepest rise, searched from there; the printed rule "
+        "whenever the first segment is the steepest) or first (s_0, as printed).",
+        choices=EARLY_REFERENCES,
+    )
     floor: float = _opt(SIMILARITY_FLOOR, "Similarity the early boundary must keep (paper sec 4.2).")
     noise_se: float = _opt(
         DEFAULT_NOISE_SE,
@@ -154,6 +162,11 @@ class CalibrationConfig:
             )
         if not 0 < self.alpha < 1:
             raise CalibrationError(f"--alpha must be in (0, 1) (Algorithm 1's threshold), got {self.alpha!r}.")
+        if self.early_reference not in EARLY_REFERENCES:
+            raise CalibrationError(
+                f"--early-reference must be one of {', '.join(EARLY_REFERENCES)}, got {self.early_reference!r}; "
+                f"e.g. --early-reference {DEFAULT_EARLY_REFERENCE}."
+            )
         if not 0 < self.floor <= 1:
             raise CalibrationError(f"--floor must be a similarity in (0, 1], got {self.floor!r}.")
         from .methods import METHODS
@@ -250,6 +263,7 @@ class CalibrationConfig:
             "name",
             "method",
             "alpha",
+            "early_reference",
             "floor",
             "noise_se",
             "late_noise_se",

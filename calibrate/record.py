@@ -118,6 +118,7 @@ class EarlyRecord:
     knee: EarlyChoice | None = None  # Algorithm 1's own knee when it was below the floor (None: chosen is it)
     se: tuple[float, ...] | None = None  # standard error of the mean DINO similarity per point (over units)
     noise_se: float = 0.0  # the floor is reached within noise_se x se (0: exactly)
+    reference: str = "first"  # Algorithm 1's reference slope (profiles before the option were all "first")
 
     @property
     def dino(self) -> Stat:
@@ -154,11 +155,12 @@ class EarlyRecord:
         out["premise"] = list(self.premise)
         out["se"] = _plain(self.se)
         out["noise_se"] = self.noise_se
+        out["reference"] = self.reference
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EarlyRecord:
-        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee", "se", "noise_se"}
+        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee", "se", "noise_se", "reference"}
         c = data["chosen"]
         knee = data.get("knee")
         return cls(
@@ -172,6 +174,7 @@ class EarlyRecord:
             knee=None if knee is None else EarlyChoice(int(knee["index"]), float(knee["x"]), float(knee["y"])),
             se=_floats(data["se"]) if data.get("se") is not None else None,
             noise_se=float(data.get("noise_se") or 0.0),
+            reference=str(data.get("reference") or "first"),
         )
 
 

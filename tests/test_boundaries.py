@@ -58,7 +58,41 @@ def test_zero_dx_gives_zero_slope():
 
 def test_zero_dx_at_start_stops_at_one_as_printed():
     # s_0 = 0 (dx == 0) -> s_ref = 0 and s_0 <= alpha*0 -> k = 1.
-    assert find_early_boundary([0, 0, 50], [0.5, 0.6, 1.0], 0.5) == (1, 0.0, 0.6)
+    assert find_early_boundary([0, 0, 50], [0.5, 0.6, 1.0], 0.5, reference="first") == (1, 0.0, 0.6)
+
+
+def test_zero_dx_at_start_steepest_reference_skips_it():
+    # s = [0, 0.008]: the reference is s_1 = 0.008, nothing after it falls to 0.004 -> k = N-1.
+    assert find_early_boundary([0, 0, 50], [0.5, 0.6, 1.0], 0.5) == (2, 50.0, 1.0)
+
+
+# The reproduced demo pair's early curve (16 units): the first segment is flat, the steepest rise is the second.
+X11 = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+Y_FLAT_START = [0.706, 0.708, 0.880, 0.929, 0.951, 0.966, 0.979, 0.988, 0.994, 0.998, 1.0]
+
+
+def test_flat_first_segment_leaves_the_printed_rule_without_a_knee():
+    # s_0 = 0.0002, threshold 0.00005: every later slope (>= 0.0002) stays above it -> k = N-1, "no knee".
+    k, xk, _ = find_early_boundary(X11, Y_FLAT_START, 0.25, reference="first")
+    assert (k, xk) == (10, 100.0)
+    assert any(m.startswith("no knee") for m in early_curve_premise(X11, Y_FLAT_START, k, reference="first"))
+
+
+def test_steepest_reference_finds_the_knee_after_a_flat_first_segment():
+    # s_1 = 0.0172 is the steepest, threshold 0.0043; s_2 = 0.0049 > it, s_3 = 0.0022 <= it -> k = 4 (40 %).
+    k, xk, yk = find_early_boundary(X11, Y_FLAT_START, 0.25)
+    assert (k, xk, yk) == (4, 40.0, 0.951)
+    assert early_curve_premise(X11, Y_FLAT_START, k, margin=[0.015] * 11) == []
+
+
+def test_both_references_agree_when_the_first_slope_is_steepest():
+    for alpha in (0.25, 0.4, 0.5):
+        assert find_early_boundary(X5, Y5, alpha) == find_early_boundary(X5, Y5, alpha, reference="first")
+
+
+def test_unknown_reference_names_the_choices():
+    with pytest.raises(ValueError, match="reference must be one of steepest, first"):
+        find_early_boundary(X5, Y5, 0.5, reference="last")
 
 
 def test_no_slope_under_threshold_returns_last_index():
@@ -128,10 +162,18 @@ def test_two_dimensional_rejected():
 
 def test_premise_not_rising_at_start():
     x, y = [0, 50, 100], [0.99, 0.97, 0.98]
+    k, _, _ = find_early_boundary(x, y, 0.5, reference="first")
+    assert k == 1
+    msgs = early_curve_premise(x, y, k, reference="first")
+    assert len(msgs) == 1 and msgs[0].startswith("curve does not rise at the start")
+
+
+def test_premise_never_rising_with_steepest_reference():
+    x, y = [0, 50, 100], [0.99, 0.98, 0.97]  # slopes -0.0002, -0.0002: none positive -> reference s_0, k = 1
     k, _, _ = find_early_boundary(x, y, 0.5)
     assert k == 1
     msgs = early_curve_premise(x, y, k)
-    assert len(msgs) == 1 and msgs[0].startswith("curve does not rise at the start")
+    assert msgs[0].startswith("curve does not rise anywhere (s_0 = -0.0002 <= 0)")
 
 
 def test_premise_below_floor():

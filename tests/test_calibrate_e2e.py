@@ -272,6 +272,14 @@ def test_a_bad_noise_margin_is_refused_naming_the_flag(assets, name, bad):
         _config(assets, **{name: bad})
 
 
+def test_early_reference_is_a_decision_parameter_and_a_bad_one_is_refused(assets):
+    from calibrate.config import CalibrationError
+
+    with pytest.raises(CalibrationError, match=r"--early-reference must be one of steepest, first, got 'last'; e\.g\."):
+        _config(assets, early_reference="last")
+    assert _config(assets, early_reference="first").identity() == _config(assets).identity()
+
+
 def test_a_bad_late_rule_is_refused_naming_the_flag(assets):
     from calibrate.config import CalibrationError
 

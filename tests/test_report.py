@@ -332,6 +332,16 @@ def test_record_and_dict_give_the_same_report(tmp_path, full):
     assert again.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
 
 
+def test_the_early_record_keeps_its_reference_slope():
+    from calibrate.record import EarlyRecord
+
+    data = {k: v for k, v in _calibration()["early"].items() if k != "reference"}
+    early = EarlyRecord.from_dict({**data, "reference": "steepest"})
+    assert early.reference == "steepest" and EarlyRecord.from_dict(early.to_dict()) == early
+    # a record written before the option existed was computed with the printed rule
+    assert EarlyRecord.from_dict(data).reference == "first"
+
+
 def test_kid_metric_is_named_with_its_generated_frames(tmp_path):
     cal = _calibration()
     late = cal["late"]

@@ -260,7 +260,7 @@ class FullMethod(Method):
         y = metrics["dino"].mean
         se = mean_se([[u[str(k)]["dino"] for k in steps] + [1.0] for u in per_unit])
         margin = config.noise_se * se
-        knee, _, _ = find_early_boundary(xs, y, config.alpha)
+        knee, _, _ = find_early_boundary(xs, y, config.alpha, config.early_reference)
         k = raise_to_floor(xs, y, knee, config.floor, margin)
         return EarlyRecord(
             x=tuple(xs),
@@ -269,10 +269,11 @@ class FullMethod(Method):
             floor=config.floor,
             metrics=metrics,
             chosen=EarlyChoice(int(k), float(xs[k]), float(y[k])),
-            premise=tuple(early_curve_premise(xs, y, k, config.floor, margin)),
+            premise=tuple(early_curve_premise(xs, y, k, config.floor, margin, config.early_reference)),
             knee=None if k == knee else EarlyChoice(int(knee), float(xs[knee]), float(y[knee])),
             se=tuple(float(v) for v in se),
             noise_se=config.noise_se,
+            reference=config.early_reference,
         )
 
     @staticmethod
