@@ -11,8 +11,9 @@ fixed 40 %/80 % boundaries marked; those off the K-segment grid are generated an
     python scripts/demo_ground_truth.py --profile profiles/demo.json --segments 8 --calibrate-methods --output /tmp/gt
 
 ``--calibrate-methods`` first calibrates the divergence method and the K-segment sweep on the demo's own
-calibration setting (its 16 prompts x seed 0, the same reference frames) into OUTPUT/divergence and OUTPUT/sweep,
-resumably; ``--divergence-profile``/``--sweep-profile`` take profiles calibrated earlier instead.
+calibration setting (its 16 prompts x seed 0, the same reference frames, written once to OUTPUT/reference) into
+OUTPUT/divergence and OUTPUT/sweep, resumably; ``--divergence-profile``/``--sweep-profile`` take profiles
+calibrated earlier instead.
 """
 
 from __future__ import annotations
@@ -50,13 +51,12 @@ def front_distance(flops: float, accuracy: float, points: list[tuple[float, floa
     return {"accuracy_gap": best_at_cost - accuracy, "flops_saved_by_front": flops - cheapest_as_good}
 
 
-def calibrate_method(folder: Path, method: str, segments: int) -> str:
+def calibrate_method(folder: Path, reference: Path, method: str, segments: int) -> str:
     """Calibrate ``method`` on ``flowblending demo``'s setting into ``folder``; returns the profile's path."""
-    from calibrate.demo.cli import demo_config, demo_prompts, write_reference
+    from calibrate.demo.cli import CALIBRATION_PROMPTS, demo_config, demo_prompts
     from calibrate.runner import calibrate
 
-    reference = write_reference(folder / "reference", 1024, seed=7)
-    config = demo_config(reference, demo_prompts(16), method=method, segments=segments)
+    config = demo_config(reference, demo_prompts(CALIBRATION_PROMPTS), method=method, segments=segments)
     tic = time.perf_counter()
     outcome = calibrate(
         config, output=folder / f"{method}.json", report_dir=folder / "report", work_dir=folder / "work", log=print
@@ -96,11 +96,14 @@ def main() -> None:
     torch.set_flush_denormal(True)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    if args.calibrate_methods:
-        if not args.divergence_profile:
-            args.divergence_profile = calibrate_method(args.output / "divergence", "divergence", args.segments)
-        if not args.sweep_profile:
-            args.sweep_profile = calibrate_method(args.output / "sweep", "sweep", args.segments)
+    if args.calibrate_methods and not (args.divergence_profile and args.sweep_profile):
+        from calibrate.demo.cli import REFERENCE_FRAMES, REFERENCE_SEED, write_reference
+
+        reference = write_reference(args.output / "reference", REFERENCE_FRAMES, seed=REFERENCE_SEED)
+        for method in ("divergence", "sweep"):
+            key = f"{method}_profile"
+            if not getattr(args, key):
+                setattr(args, key, calibrate_method(args.output / method, reference, method, args.segments))
     settings = demo_settings()
     profile = flowblending.load_profile(args.profile)
     n = profile.setting.num_inference_steps

@@ -14,13 +14,22 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..boundaries import DEFAULT_LATE_RULE, LATE_RULES
 
+if TYPE_CHECKING:
+    from ..config import CalibrationConfig
+
 PACKAGE = "package://calibrate.demo/weights"
+
+# The demo's calibration setting, shared by ``flowblending demo`` and the scripts that calibrate the other methods
+# on it: how many of the 48 prompts, and the real frames of the FID/KID reference set (count, generation seed).
+CALIBRATION_PROMPTS = 16
+REFERENCE_FRAMES = 1024
+REFERENCE_SEED = 7
 
 
 def demo_settings() -> dict[str, Any]:
@@ -60,7 +69,7 @@ def demo_config(
     late_rule: str = DEFAULT_LATE_RULE,
     method: str = "full",
     segments: int = 8,
-) -> Any:
+) -> CalibrationConfig:
     """The CalibrationConfig of ``flowblending demo`` on the shipped pair (``method``/``segments`` for the others)."""
     from ..config import CalibrationConfig
 
@@ -161,11 +170,11 @@ def schedules_for(profile: Any) -> dict[str, tuple]:
 def run_demo(
     output_dir: Path,
     *,
-    prompts: int = 16,
+    prompts: int = CALIBRATION_PROMPTS,
     seeds: tuple[int, ...] = (0,),
     eval_prompts: int = 48,
     timing_repeats: int = 3,
-    reference_frames: int = 1024,
+    reference_frames: int = REFERENCE_FRAMES,
     late_rule: str = DEFAULT_LATE_RULE,
     log: Any = click.echo,
     progress: bool = True,
@@ -191,8 +200,8 @@ def run_demo(
         f"[1/4] calibrating the demo pair on {len(chosen)} prompts x {len(seeds)} seed(s) "
         f"({settings['num_inference_steps']} steps)"
     )
-    reference = write_reference(output_dir / "reference", reference_frames, seed=7)
-    config = demo_config(reference, tuple(chosen), seeds, late_rule=late_rule)
+    reference = write_reference(output_dir / "reference", reference_frames, seed=REFERENCE_SEED)
+    config = demo_config(reference, chosen, seeds, late_rule=late_rule)
     outcome = calibrate(
         config,
         output=output_dir / "demo.json",
@@ -347,7 +356,7 @@ def _quiet_loading() -> None:
     "--prompts",
     "num_prompts",
     type=click.IntRange(2, 48),
-    default=16,
+    default=CALIBRATION_PROMPTS,
     show_default=True,
     help="Calibration prompts (of the 48 demo prompts).",
 )
@@ -390,6 +399,6 @@ def demo_command(
         seeds=_seeds(seeds),
         eval_prompts=eval_prompts,
         timing_repeats=timing_repeats,
-        reference_frames=256 if quick else 1024,
+        reference_frames=256 if quick else REFERENCE_FRAMES,
         late_rule=late_rule,
     )
