@@ -57,9 +57,9 @@ def main() -> None:
 
     import flowblending
     from calibrate.demo.cli import demo_settings
-    from calibrate.demo.data import PROMPTS, foreground_fraction, parse_prompt
+    from calibrate.demo.data import PROMPTS
     from calibrate.demo.evaluate import generate
-    from calibrate.demo.judge import judge_videos, load_shape_classifier, predict
+    from calibrate.demo.judge import judge_videos, load_shape_classifier
     from flowblending.cost import schedule_cost
     from flowblending.schedule import Segment, plan_steps
 
@@ -98,14 +98,13 @@ def main() -> None:
                 num_inference_steps=profile.setting.num_inference_steps,
                 max_sequence_length=int(settings["max_sequence_length"]),
             )
-            verdict = judge_videos(videos, prompts, judge)
-            right = [int(p == parse_prompt(q)) for p, q in zip(predict(videos, judge), prompts, strict=True)]
+            verdict = judge_videos(videos, prompts, judge, per_video=True)
             results[name]["seeds"][str(seed)] = {
                 "accuracy": verdict["all"],
                 "detail": verdict["detail"],
                 "size": verdict["size"],
-                "right": right,
-                "foreground": [round(float(f), 5) for f in foreground_fraction(videos, "FCHW")],
+                "right": verdict["right"],
+                "foreground": verdict["foreground"],
             }
             print(
                 f"{name:<11} FLOPs {flops:.3f} seed {seed}: all {verdict['all']:.3f} detail {verdict['detail']:.3f} "
@@ -128,6 +127,7 @@ def summarise(results: dict[str, dict], prompts: list[str]) -> None:
     import torch
 
     from calibrate.demo.data import foreground_fraction, reference_clips
+    from calibrate.demo.judge import paired_difference
 
     seeds = list(results["large-only"]["seeds"])
     for name, row in results.items():
@@ -142,9 +142,7 @@ def summarise(results: dict[str, dict], prompts: list[str]) -> None:
         return torch.tensor([results[name]["seeds"][s]["foreground"] for s in seeds], dtype=torch.float64) / real_area
 
     def paired(name: str, other: str) -> tuple[float, float]:
-        per_prompt = (sizes(name) - sizes(other)).mean(dim=0)
-        se = float(per_prompt.std() / len(per_prompt) ** 0.5) if len(per_prompt) > 1 else 0.0
-        return float(per_prompt.mean()), se
+        return paired_difference(sizes(name).tolist(), sizes(other).tolist())
 
     def early(name: str) -> str | None:
         return name.split("/")[0] if "/" in name else None

@@ -12,11 +12,19 @@ from calibrate.demo.data import (
     PROMPTS,
     SHAPES,
     centroid_direction,
+    foreground_fraction,
     parse_prompt,
     sample_clips,
     size_score,
 )
-from calibrate.demo.judge import JUDGE_DIR, ShapeClassifier, colour_of, judge_videos, load_shape_classifier
+from calibrate.demo.judge import (
+    JUDGE_DIR,
+    ShapeClassifier,
+    colour_of,
+    judge_videos,
+    load_shape_classifier,
+    paired_difference,
+)
 
 
 def _every_class(per_prompt: int, seed: int) -> tuple[torch.Tensor, list[str]]:
@@ -91,3 +99,25 @@ def test_judge_videos_reports_size_in_either_layout():
     fchw = judge_videos(videos.permute(0, 2, 1, 3, 4), prompts)
     assert cfhw["size"] == fchw["size"] == round(size_score(videos, prompts), 4)
     assert 0.8 < cfhw["size"] < 1.2  # real clips against other real clips of the same prompts
+
+
+@pytest.mark.skipif(not (JUDGE_DIR / "model.safetensors").exists(), reason="shipped judge weights missing")
+def test_per_video_verdicts_match_the_pooled_scores():
+    videos, prompts = sample_clips(12, 9)
+    # a blank first video: its colour is "none", so it is wrong, and it covers no pixels
+    videos[0] = 0.5
+    result = judge_videos(videos, prompts, layout="CFHW", per_video=True)
+    assert result["right"][0] == 0 and result["foreground"][0] == 0.0
+    assert result["right"][1:] == [1] * 11  # real clips: the shipped judge gets every attribute right
+    assert round(sum(result["right"]) / 12, 4) == result["all"]
+    assert result["foreground"] == [round(float(f), 5) for f in foreground_fraction(videos)]
+    assert "right" not in judge_videos(videos, prompts, layout="CFHW")
+
+
+def test_paired_difference_averages_each_prompt_over_seeds_first():
+    # per seed: [1, 0, 0] and [0, 1, 0]; per prompt [0.5, 0.5, 0]: mean 1/3, sample std sqrt(1/12), SE 1/6
+    mean, se = paired_difference([[1, 0, 1], [1, 1, 1]], [[0, 0, 1], [1, 0, 1]])
+    assert mean == pytest.approx(1 / 3) and se == pytest.approx(1 / 6)
+    assert paired_difference([[2.0], [4.0]], [[1.0], [1.0]]) == (2.0, 0.0)  # one prompt: no spread to measure
+    with pytest.raises(ValueError, match=r"same shape, got \(2, 3\) and \(2, 2\)"):
+        paired_difference([[1, 0, 1], [1, 1, 1]], [[0, 0], [1, 0]])

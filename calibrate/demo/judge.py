@@ -37,6 +37,7 @@ from .data import (
     centroid_direction,
     detail_energy,
     detail_score,
+    foreground_fraction,
     parse_prompt,
     reference_clips,
     size_score,
@@ -50,6 +51,7 @@ __all__ = [
     "detail_score",
     "judge_videos",
     "load_shape_classifier",
+    "paired_difference",
     "predict",
     "shape_probabilities",
     "size_score",
@@ -166,11 +168,14 @@ def judge_videos(
     classifier: ShapeClassifier | None = None,
     layout: Literal["CFHW", "FCHW"] = "FCHW",
     with_detail: bool = True,
+    per_video: bool = False,
 ) -> dict[str, Any]:
     """Accuracy per attribute, colour+shape, all three, and the detail and size scores of ``videos``.
 
     ``videos``: ``(B, F, 3, H, W)`` in [0, 1] (``WanPipeline(..., output_type="pt").frames``; pass
-    ``layout="CFHW"`` for :func:`calibrate.demo.data.sample_clips` output).
+    ``layout="CFHW"`` for :func:`calibrate.demo.data.sample_clips` output). ``per_video=True`` adds each
+    video's verdict: ``right`` (1 when all three attributes are right, else 0) and ``foreground`` (its
+    :func:`calibrate.demo.data.foreground_fraction`, rounded to 5 digits), for paired comparisons.
     """
     if len(prompts) != videos.shape[0]:
         raise ValueError(f"got {videos.shape[0]} videos but {len(prompts)} prompts; pass one prompt per video.")
@@ -190,4 +195,26 @@ def judge_videos(
         reference = reference_clips(len(videos), list(prompts))  # both scores' default, drawn once
         out["detail"] = round(detail_score(videos, reference=reference, layout=layout), 4)
         out["size"] = round(size_score(videos, reference=reference, layout=layout), 4)
+    if per_video:
+        out["right"] = [int(p == t) for p, t in pairs]
+        out["foreground"] = [round(float(f), 5) for f in foreground_fraction(videos, layout)]
     return out
+
+
+def paired_difference(values: Sequence[Sequence[float]], other: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """Mean of ``values - other`` and its standard error, paired by prompt: ``(seeds, prompts)`` per-video scores.
+
+    The videos of one prompt at different seeds are not independent, so each prompt's difference is averaged
+    over the seeds first and the standard error (sample standard deviation / sqrt(prompts)) is taken over the
+    prompts; with one prompt it is 0.
+    """
+    a = torch.as_tensor(values, dtype=torch.float64)
+    b = torch.as_tensor(other, dtype=torch.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(
+            f"values and other must both be (seeds, prompts) tables of the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}: pass one row per seed with one score per prompt, the same prompts in the same order"
+        )
+    per_prompt = (a - b).mean(dim=0)
+    se = float(per_prompt.std() / len(per_prompt) ** 0.5) if len(per_prompt) > 1 else 0.0
+    return float(per_prompt.mean()), se
