@@ -7,8 +7,12 @@ The accuracy-FLOPs and size-FLOPs Pareto fronts (the size score is best when clo
 video draws its shapes larger than real ones, so lower is better) are plotted with the schedules of the full
 method (``--profile``), the divergence method, the sweep's own choice (``--sweep-profile``) and the paper's
 fixed 40 %/80 % boundaries marked; those off the K-segment grid are generated and judged on the same units.
+Scores are pooled over the seeds; every video's verdict is kept, so each marked schedule is compared, paired by
+prompt, with the best front schedule it can afford and with the cheapest schedule the judge cannot tell from it
+(no worse by more than one standard error in accuracy or size).
 
     python scripts/demo_ground_truth.py --profile profiles/demo.json --segments 8 --calibrate-methods --output /tmp/gt
+    python scripts/demo_ground_truth.py --summarise /tmp/gt/ground-truth.json    # recompute the comparisons only
 
 ``--calibrate-methods`` first calibrates the divergence method and the K-segment sweep on the demo's own
 calibration setting (its 16 prompts x seed 0, the same reference frames, written once to OUTPUT/reference) into
@@ -57,30 +61,53 @@ def front_distance(flops: float, accuracy: float, points: list[tuple[float, floa
     return {"accuracy_gap": best_at_cost - accuracy, "flops_saved_by_front": flops - cheapest_as_good}
 
 
-def versus_front(entry: dict, rows: list[dict], front: list[str], key: str, real_area: float) -> dict[str, Any]:
-    """The front schedule best at ``entry``'s cost by ``key`` and how much better it is than ``entry``, +- SE.
+def _per_video(row: dict, key: str, real_area: float) -> list[list[float]]:
+    """A schedule's ``(seeds, prompts)`` per-video scores: 1/0 for ``"accuracy"``, area / real area for ``"size"``."""
+    if key == "accuracy":
+        return [[float(v) for v in seed["right"]] for seed in row["per_seed"]]
+    return [[f / real_area for f in seed["foreground"]] for seed in row["per_seed"]]
 
-    ``key`` is ``"accuracy"`` (each video right or not; the advantage is the front schedule's accuracy minus
-    ``entry``'s) or ``"size"`` (each video's shape area over real clips'; closer to 1 is better, and every
-    schedule of the demo pair draws its shapes too large, so the advantage is ``entry``'s size minus the front
-    schedule's). Paired by prompt over the seeds (:func:`calibrate.demo.judge.paired_difference`); a negative
-    advantage means ``entry`` is better than every front schedule it can afford (it lies off the K-segment grid).
+
+def advantage(row: dict, over: dict, key: str, real_area: float) -> dict[str, float]:
+    """How much better schedule ``row`` is than ``over`` by ``key``, +- SE, paired by prompt over the seeds.
+
+    ``"accuracy"``: ``row``'s accuracy minus ``over``'s. ``"size"``: ``over``'s size minus ``row``'s (closer to 1
+    is better, and every schedule of the demo pair draws its shapes too large). Paired as in
+    :func:`calibrate.demo.judge.paired_difference`.
     """
     from calibrate.demo.judge import paired_difference
+
+    better, worse = (row, over) if key == "accuracy" else (over, row)
+    mean, se = paired_difference(_per_video(better, key, real_area), _per_video(worse, key, real_area))
+    return {"advantage": mean, "se": se}
+
+
+def versus_front(entry: dict, rows: list[dict], front: list[str], key: str, real_area: float) -> dict[str, Any]:
+    """The front schedule best at ``entry``'s cost by ``key`` (``"accuracy"`` or ``"size"``) and its :func:`advantage`.
+
+    A negative advantage means ``entry`` is better than every front schedule it can afford (it lies off the
+    K-segment grid).
+    """
 
     def quality(row: dict) -> float:
         return row["accuracy"] if key == "accuracy" else -abs(row["size"] - 1.0)
 
-    def per_video(row: dict) -> list[list[float]]:
-        if key == "accuracy":
-            return [[float(v) for v in seed["right"]] for seed in row["per_seed"]]
-        return [[f / real_area for f in seed["foreground"]] for seed in row["per_seed"]]
-
     affordable = [r for r in rows if r["pattern"] in front and r["flops_ratio"] <= entry["flops_ratio"] + 1e-9]
     best = max(affordable, key=quality) if affordable else entry
-    better, worse = (best, entry) if key == "accuracy" else (entry, best)
-    advantage, se = paired_difference(per_video(better), per_video(worse))
-    return {"pattern": best["pattern"], "flops_ratio": best["flops_ratio"], "advantage": advantage, "se": se}
+    return {"pattern": best["pattern"], "flops_ratio": best["flops_ratio"], **advantage(best, entry, key, real_area)}
+
+
+def cheapest_as_good(entry: dict, rows: list[dict], real_area: float) -> dict[str, Any]:
+    """The cheapest schedule worse than ``entry`` by at most one paired SE in accuracy and in size (ties: best size)."""
+    found = []
+    for row in rows:
+        versus = {key: advantage(row, entry, key, real_area) for key in ("accuracy", "size")}
+        if all(v["advantage"] >= -v["se"] for v in versus.values()):
+            found.append((row["flops_ratio"], -versus["size"]["advantage"], row["pattern"], versus))
+    if not found:
+        return {"pattern": entry["schedule"], "flops_ratio": entry["flops_ratio"], "accuracy": {}, "size": {}}
+    flops, _, pattern, versus = min(found)
+    return {"pattern": pattern, "flops_ratio": flops, **versus}
 
 
 def _compact(value: Any, indent: int = 0) -> str:
@@ -124,13 +151,29 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=None, help="held-out prompts (default: all demo prompts)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path("demo-ground-truth"))
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        help="only recompute the fronts and comparisons of an earlier ground-truth.json (no generation), rewrite it "
+        "and its plot beside it",
+    )
     args = parser.parse_args()
+    if args.summarise is not None:
+        try:
+            result = json.loads(args.summarise.read_text())
+            summarise(result)
+            plot(result, args.summarise.with_name("demo-pareto.png"))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--summarise {args.summarise}: not a ground truth written by this script ({error!r})")
+        args.summarise.write_text(_compact(result) + "\n", encoding="utf-8")
+        return
 
     import torch
 
     import flowblending
     from calibrate.demo.cli import demo_settings
-    from calibrate.demo.data import PROMPTS, foreground_fraction, reference_clips
+    from calibrate.demo.data import PROMPTS
     from calibrate.sampling import ReplaySampler, Unit
     from calibrate.trie import pattern_plan, walk_trie
     from flowblending.cost import schedule_cost
@@ -210,20 +253,6 @@ def main() -> None:
             "segments": [s.to_dict() for s in schedule],
             **pooled(videos, schedule_cost(list(plan), flops_per_step).flops_total / large_flops),
         }
-    points = [(r["flops_ratio"], r["accuracy"]) for r in rows]
-    front = pareto_max(points)
-    # the size front ranks by distance from real clips' 1.0, so a blank schedule (size 0) is not the best
-    size_points = [(r["flops_ratio"], -abs(r["size"] - 1.0)) for r in rows]
-    size_front = pareto_max(size_points)
-    real_area = float(foreground_fraction(reference_clips(len(prompts), prompts)).mean())  # size_score's default
-    front_patterns = [rows[i]["pattern"] for i in front]
-    size_front_patterns = [rows[i]["pattern"] for i in size_front]
-    for entry in marked.values():
-        entry.update(front_distance(entry["flops_ratio"], entry["accuracy"], points, front))
-        gap = front_distance(entry["flops_ratio"], -abs(entry["size"] - 1.0), size_points, size_front)
-        entry["size_gap"], entry["flops_saved_by_size_front"] = gap["accuracy_gap"], gap["flops_saved_by_front"]
-        entry["versus_front"] = versus_front(entry, rows, front_patterns, "accuracy", real_area)
-        entry["versus_size_front"] = versus_front(entry, rows, size_front_patterns, "size", real_area)
     segment_flops = (1 - schedule_cost(["small"] * n, flops_per_step).flops_total / large_flops) / args.segments
     result = {
         "segments": args.segments,
@@ -233,14 +262,44 @@ def main() -> None:
         "videos_per_schedule": len(prompts) * len(seeds),
         "flops_ratio_of_one_segment": segment_flops,
         "schedules": rows,
-        "front": front_patterns,
-        "size_front": size_front_patterns,
         "marked": marked,
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    summarise(result)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "ground-truth.json").write_text(_compact(result) + "\n", encoding="utf-8")
     plot(result, args.output / "demo-pareto.png")
+    print(f"wrote {args.output / 'ground-truth.json'} and demo-pareto.png in {result['wall_s']:.0f} s")
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Fronts, each marked schedule's distance to them and the cheapest schedule as good; adds them and prints.
+
+    Adds ``front``/``size_front`` (patterns, cheapest first) and, to every marked schedule, the strict gaps
+    (:func:`front_distance`), the paired comparison with the best front schedule it can afford
+    (:func:`versus_front`) and ``cheapest_as_good``: the cheapest of all schedules that is worse than it by no
+    more than one paired standard error on accuracy and on size, i.e. what the judge cannot tell from it.
+    """
+    from calibrate.demo.data import PROMPTS, foreground_fraction, reference_clips
+
+    rows, marked = result["schedules"], result["marked"]
+    prompts = list(PROMPTS[: result["prompts"]])
+    segment_flops = result["flops_ratio_of_one_segment"]
+    points = [(r["flops_ratio"], r["accuracy"]) for r in rows]
+    front = pareto_max(points)
+    # the size front ranks by distance from real clips' 1.0, so a blank schedule (size 0) is not the best
+    size_points = [(r["flops_ratio"], -abs(r["size"] - 1.0)) for r in rows]
+    size_front = pareto_max(size_points)
+    real_area = float(foreground_fraction(reference_clips(len(prompts), prompts)).mean())  # size_score's default
+    result["front"] = [rows[i]["pattern"] for i in front]
+    result["size_front"] = [rows[i]["pattern"] for i in size_front]
+    for entry in marked.values():
+        entry.update(front_distance(entry["flops_ratio"], entry["accuracy"], points, front))
+        gap = front_distance(entry["flops_ratio"], -abs(entry["size"] - 1.0), size_points, size_front)
+        entry["size_gap"], entry["flops_saved_by_size_front"] = gap["accuracy_gap"], gap["flops_saved_by_front"]
+        entry["versus_front"] = versus_front(entry, rows, result["front"], "accuracy", real_area)
+        entry["versus_size_front"] = versus_front(entry, rows, result["size_front"], "size", real_area)
+        entry["cheapest_as_good"] = cheapest_as_good(entry, rows, real_area)
     print(
         f"front ({len(front)} schedules): "
         + ", ".join(f"{rows[i]['pattern']} {rows[i]['accuracy']:.3f}" for i in front)
@@ -262,7 +321,13 @@ def main() -> None:
                 f"{versus['flops_ratio']:.3f}), better by {versus['advantage']:+.4f} +- {versus['se']:.4f} {name} "
                 "(paired)"
             )
-    print(f"wrote {args.output / 'ground-truth.json'} and demo-pareto.png in {result['wall_s']:.0f} s")
+        same = entry["cheapest_as_good"]
+        print(
+            f"{'':18} cheapest schedule as good within one SE: {same['pattern']} (FLOPs {same['flops_ratio']:.3f}, "
+            f"{(entry['flops_ratio'] - same['flops_ratio']) / segment_flops:.2f} segments less), accuracy "
+            f"{same['accuracy']['advantage']:+.4f} +- {same['accuracy']['se']:.4f}, size "
+            f"{same['size']['advantage']:+.4f} +- {same['size']['se']:.4f}"
+        )
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
