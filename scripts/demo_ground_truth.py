@@ -356,6 +356,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
         for (label, entry), marker in zip(result["marked"].items(), markers, strict=False):
             ax.scatter([entry["flops_ratio"]], [entry[key]], marker=marker, s=90, zorder=5,
                        label=f"{label} ({entry['schedule']})")  # fmt: skip
+        same = result["marked"].get("full method", {}).get("cheapest_as_good", {})
+        by_pattern = {r["pattern"]: r for r in rows}
+        if same.get("pattern") in by_pattern:
+            row = by_pattern[same["pattern"]]
+            ax.scatter([row["flops_ratio"]], [row[key]], marker="o", s=140, facecolors="none", edgecolors="k",
+                       zorder=6, label=f"cheapest as good as the full method ({row['pattern']})")  # fmt: skip
         ax.set_xlabel("FLOPs relative to large-only")
         ax.set_ylabel(ylabel)
         if key == "size":  # the differences that matter are a few hundredths: zoom in on the front's end
