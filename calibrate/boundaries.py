@@ -40,6 +40,11 @@ DEFAULT_EARLY_REFERENCE = "steepest"
 # DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
 SIMILARITY_FLOOR = 0.96
 
+# The feature models the floor was read off: the paper measured it with DINO, the calibrator's default is DINOv2.
+# Another model's similarities need not share its scale (docs/calibration.md, "Noise": on the demo's feature
+# model the floor moves 192 units' knee from the judge's front to 60 %).
+FLOOR_FEATURE_MODELS = ("facebook/dinov2-",)
+
 # Standard errors of slack the early rule gives a point below the similarity floor (module docstring;
 # docs/calibration.md, "Noise").
 DEFAULT_NOISE_SE = 1.0
@@ -283,6 +288,25 @@ def raise_to_floor(
         if ya[i] + ma[i] >= floor:
             return i
     return xa.size - 1
+
+
+def floor_note(feature_model: str, floor: float, knee: float | None, chosen: float) -> str | None:
+    """A warning when the default floor moved Algorithm 1's knee (``knee`` to ``chosen``, in %) on a non-DINOv2 model.
+
+    The 0.96 floor is the paper's reading of DINO similarities on real video (sec 4.2); with another feature
+    model it is a number on a different scale. None when the floor did not move the knee, was set to another
+    value, or the feature model is one of :data:`FLOOR_FEATURE_MODELS`.
+    """
+    if knee is None or knee == chosen or floor != SIMILARITY_FLOOR:
+        return None
+    if any(str(feature_model).startswith(prefix) for prefix in FLOOR_FEATURE_MODELS):
+        return None
+    return (
+        f"the similarity floor {floor:g} moved the early boundary from Algorithm 1's knee at {knee:g}% to {chosen:g}%. "
+        f"{floor:g} is the paper's reading of DINO(v2) similarities on real video (sec 4.2); the feature model here "
+        f"({feature_model}) need not share that scale. Check the early curve in the report against videos you "
+        'judge, and pass --floor for this feature model (docs/calibration.md, "Noise").'
+    )
 
 
 def find_late_boundary(

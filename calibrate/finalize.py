@@ -187,6 +187,7 @@ def summary_text(
         lines.append(f"  {fixed}")
     elif record.early is not None:
         lines.append(f"  early boundary (Algorithm 1, alpha {record.early.alpha}): {record.early.choice_text()}")
+        lines += [f"  note: {note}" for note in record.notes if note.startswith("the similarity floor")]
     if record.late is not None:
         lines.append(f"  late boundary {record.late.choice_text()}")
     pe, pl = record.divergence.proxy_boundaries

@@ -19,6 +19,7 @@ from calibrate.boundaries import (
     find_early_boundary,
     find_late_boundary,
     find_parity_boundary,
+    floor_note,
     jackknife_se,
     late_curve_premise,
     local_slopes,
@@ -401,3 +402,14 @@ def test_the_late_rules_registry():
     for name, rule in LATE_RULES.items():
         k, _, _ = rule.find(X_DEMO, KID_DEMO, margin=None)
         assert rule.premise(X_DEMO, KID_DEMO, k, "KID") == [], name
+
+
+def test_floor_note_only_when_the_default_floor_moved_the_knee_of_a_non_dinov2_model():
+    note = floor_note("path/to/my-clip", SIMILARITY_FLOOR, 40.0, 60.0)
+    assert note.startswith("the similarity floor 0.96 moved the early boundary from Algorithm 1's knee at 40% to 60%")
+    assert "(path/to/my-clip)" in note and "pass --floor" in note
+    assert floor_note("path/to/my-clip", SIMILARITY_FLOOR, None, 60.0) is None  # the knee reached the floor
+    assert floor_note("path/to/my-clip", SIMILARITY_FLOOR, 60.0, 60.0) is None
+    assert floor_note("path/to/my-clip", 0.9, 40.0, 60.0) is None  # a floor the user chose
+    assert floor_note("facebook/dinov2-small", SIMILARITY_FLOOR, 40.0, 60.0) is None  # the paper's instrument
+    assert floor_note("facebook/dinov2-large", SIMILARITY_FLOOR, 40.0, 60.0) is None

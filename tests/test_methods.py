@@ -274,3 +274,22 @@ def test_a_fixed_early_boundary_off_the_grid_is_swept_in_pass_1_and_starts_pass_
     assert out.profile.schedule[1].start == 0.5
     # large: 6 steps x 2 calls + the last 2 steps of L-S(3)-L(4); small: the shadow + branches 0, 2, 3, 4 minus reuse
     assert counter.calls == {"large": 12 + 4, "small": 12 + 2 * (5 + 3 + 2 + 1)} == dict(out.record.calls.computed)
+
+
+def test_the_summary_warns_when_the_default_floor_moves_the_knee_of_another_feature_model(
+    assets, tmp_path, monkeypatch
+):
+    import calibrate.methods.full as full
+
+    # the tiny pair's curve is flat at 1.0; make Algorithm 1 say 0 % and the floor move it to the third point
+    monkeypatch.setattr(full, "find_early_boundary", lambda x, y, alpha, reference: (0, 0.0, 1.0))
+    monkeypatch.setattr(full, "raise_to_floor", lambda x, y, k, floor, margin: 2)
+    out = _run(_config(assets, method="full", prompts=PROMPTS[:1]), tmp_path)
+    assert out.record.early.knee.x == 0.0 and out.record.early.chosen.x == pytest.approx(200 / 3)
+    note = next(n for n in out.record.notes if n.startswith("the similarity floor"))
+    assert "moved the early boundary from Algorithm 1's knee at 0% to 66.6667%" in note
+    assert f"({_config(assets).feature_model})" in note and "pass --floor" in note
+    assert f"  note: {note}" in out.summary
+    # an explicit floor is the user's decision: no warning
+    again = _run(_config(assets, method="full", prompts=PROMPTS[:1], floor=0.9), tmp_path, name="q")
+    assert not [n for n in again.record.notes if n.startswith("the similarity floor")]

@@ -28,6 +28,7 @@ from ..boundaries import (
     difference_se,
     early_curve_premise,
     find_early_boundary,
+    floor_note,
     mean_se,
     raise_to_floor,
 )
@@ -346,6 +347,11 @@ class FullMethod(Method):
                 f"early boundary fixed by --early-boundary {config.early_boundary} (step {e}); Algorithm 1's "
                 "choice is reported but not used."
             )
+        else:
+            knee = None if early.knee is None else early.knee.x
+            note = floor_note(config.feature_model, config.floor, knee, early.chosen.x)
+            if note is not None:
+                notes.append(note)
         late, late_calls, late_steps = None, [], None
         if e is None:
             schedule = large_only()
