@@ -40,6 +40,12 @@ DEFAULT_EARLY_REFERENCE = "steepest"
 # DINO similarity to large-only that good early boundaries keep (paper sec 4.2, "above ~96%").
 SIMILARITY_FLOOR = 0.96
 
+# Bootstrap resamples of the units for the early boundary's stability, and the share of them the chosen boundary
+# must win to count as stable (a majority: below it, a new draw of as many units more likely than not moves it;
+# on the demo's 16 units four draws gave three different schedules, docs/demo.md).
+STABILITY_DRAWS = 200
+STABLE_SHARE = 0.5
+
 # The feature models the floor was read off: the paper measured it with DINO, the calibrator's default is DINOv2.
 # Another model's similarities need not share its scale (docs/calibration.md, "Noise": on the demo's feature
 # model the floor moves 192 units' knee from the judge's front to 60 %).
@@ -288,6 +294,41 @@ def raise_to_floor(
         if ya[i] + ma[i] >= floor:
             return i
     return xa.size - 1
+
+
+def early_boundary_stability(
+    x: ArrayLike,
+    per_unit: ArrayLike,
+    alpha: float = DEFAULT_ALPHA,
+    floor: float = SIMILARITY_FLOOR,
+    noise_se: float = DEFAULT_NOISE_SE,
+    reference: str = DEFAULT_EARLY_REFERENCE,
+    draws: int = STABILITY_DRAWS,
+    seed: int = 0,
+) -> tuple[float, ...]:
+    """Share of bootstrap resamples of the units in which each point of ``x`` is the early boundary (App. B, sec 4.2).
+
+    ``per_unit``: ``(units, points)`` similarities to large-only. Each resample draws the units with replacement
+    and chooses as the calibration does: Algorithm 1's knee on the mean curve, moved to the first point within
+    ``noise_se`` standard errors of ``floor`` (:func:`raise_to_floor`). Deterministic for a given ``seed``.
+    """
+    xa = _curve("x", x)
+    rows = np.array(per_unit, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != xa.size or rows.shape[0] < 1:
+        raise ValueError(
+            f"per_unit must be (units, points) with one column per point of x ({xa.size}), got shape {rows.shape}: "
+            "pass each unit's similarity curve as a row"
+        )
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be an int >= 1, got {draws!r}: pass e.g. {STABILITY_DRAWS}")
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(xa.size)
+    for _ in range(draws):
+        sample = rows[rng.integers(0, rows.shape[0], size=rows.shape[0])]
+        y = sample.mean(axis=0)
+        knee, _, _ = find_early_boundary(xa, y, alpha, reference)
+        counts[raise_to_floor(xa, y, knee, floor, noise_se * mean_se(sample))] += 1
+    return tuple(float(c / draws) for c in counts)
 
 
 def floor_note(feature_model: str, floor: float, knee: float | None, chosen: float) -> str | None:

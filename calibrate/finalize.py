@@ -187,6 +187,9 @@ def summary_text(
         lines.append(f"  {fixed}")
     elif record.early is not None:
         lines.append(f"  early boundary (Algorithm 1, alpha {record.early.alpha}): {record.early.choice_text()}")
+        stable = record.early.stability_text(record.num_prompts * len(record.seeds))
+        if stable is not None:
+            lines.append(f"  early boundary stability: {stable}")
         lines += [f"  note: {note}" for note in record.notes if note.startswith("the similarity floor")]
     if record.late is not None:
         lines.append(f"  late boundary {record.late.choice_text()}")

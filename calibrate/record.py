@@ -119,6 +119,8 @@ class EarlyRecord:
     se: tuple[float, ...] | None = None  # standard error of the mean DINO similarity per point (over units)
     noise_se: float = 0.0  # the floor is reached within noise_se x se (0: exactly)
     reference: str = "first"  # Algorithm 1's reference slope (profiles before the option were all "first")
+    stability: tuple[float, ...] | None = None  # share of bootstrap resamples of the units choosing each x
+    stability_draws: int = 0
 
     @property
     def dino(self) -> Stat:
@@ -146,6 +148,30 @@ class EarlyRecord:
             )
         return text
 
+    def stability_text(self, units: int) -> str | None:
+        """How often a bootstrap resample of the ``units`` units chooses the same boundary, and the advice if rarely."""
+        if self.stability is None:
+            return None
+        from .boundaries import STABLE_SHARE
+
+        share = self.stability[self.chosen.index]
+        others = sorted(
+            (
+                (v, x)
+                for i, (x, v) in enumerate(zip(self.x, self.stability, strict=True))
+                if i != self.chosen.index and v
+            ),
+            reverse=True,
+        )
+        rest = ", ".join(f"{x:g}%: {v:.0%}" for v, x in others[:3])
+        text = (
+            f"{self.chosen.x:g}% in {share:.0%} of {self.stability_draws} bootstrap resamples of the {units} unit(s)"
+            + (f" (also {rest})" if rest else "")
+        )
+        if share < STABLE_SHARE:
+            text += "; not stable at this many units: calibrate on more prompts or seeds"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"x": list(self.x), "steps": list(self.steps), "alpha": self.alpha, "floor": self.floor}
         out.update({name: _plain(stat) for name, stat in self.metrics.items()})
@@ -156,11 +182,25 @@ class EarlyRecord:
         out["se"] = _plain(self.se)
         out["noise_se"] = self.noise_se
         out["reference"] = self.reference
+        if self.stability is not None:
+            out["stability"] = {"draws": self.stability_draws, "share": list(self.stability)}
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EarlyRecord:
-        known = {"x", "steps", "alpha", "floor", "chosen", "premise", "knee", "se", "noise_se", "reference"}
+        known = {
+            "x",
+            "steps",
+            "alpha",
+            "floor",
+            "chosen",
+            "premise",
+            "knee",
+            "se",
+            "noise_se",
+            "reference",
+            "stability",
+        }
         c = data["chosen"]
         knee = data.get("knee")
         return cls(
@@ -175,6 +215,8 @@ class EarlyRecord:
             se=_floats(data["se"]) if data.get("se") is not None else None,
             noise_se=float(data.get("noise_se") or 0.0),
             reference=str(data.get("reference") or "first"),
+            stability=_floats(data["stability"]["share"]) if data.get("stability") else None,
+            stability_draws=int(data["stability"]["draws"]) if data.get("stability") else 0,
         )
 
 

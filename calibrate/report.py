@@ -590,6 +590,9 @@ def _summary(record: CalibrationRecord, profile: Mapping) -> list[str]:
     lines.append(f"- Method: `{record.method}`" + (f" ({how.format(metric=metric)})" if how else ""))
     if early is not None:
         lines.append(f"- Early boundary (Algorithm 1, alpha {_fmt(early.alpha, 'g')}): {early.choice_text()}")
+        stable = early.stability_text(record.num_prompts * len(record.seeds))
+        if stable is not None:
+            lines.append(f"- Early boundary stability: {stable}")
     if late is not None:
         lines.append(f"- Late boundary {late.choice_text()}")
     proxy = record.divergence.proxy_boundaries
@@ -712,7 +715,9 @@ def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
         lines += ["Early-curve checks that failed:", "", *_bullets(early.premise), ""]
     metrics = _early_metrics(early)
     header = ["x (%)", *[f"{k.upper()} {part}" for k, _ in metrics for part in ("mean", "std")]]
-    header += ["DINO mean SE", "chosen"] if early.se is not None else ["chosen"]
+    header += ["DINO mean SE"] if early.se is not None else []
+    header += ["chosen in resamples"] if early.stability is not None else []
+    header += ["chosen"]
     rows = []
     for i, x in enumerate(early.x):
         row = [_fmt(x, ".1f")]
@@ -720,6 +725,8 @@ def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
             row += [_fmt(_at(stat.mean, i)), _fmt(_at(stat.std, i))]
         if early.se is not None:
             row.append(_fmt(_at(early.se, i)))
+        if early.stability is not None:
+            row.append(f"{early.stability[i]:.0%}")
         row.append("★" if c.index == i else "")
         rows.append(row)
     return [*lines, *_table(header, rows), ""]

@@ -15,6 +15,7 @@ from calibrate.boundaries import (
     LATE_RULES,
     SIMILARITY_FLOOR,
     difference_se,
+    early_boundary_stability,
     early_curve_premise,
     find_early_boundary,
     find_late_boundary,
@@ -413,3 +414,29 @@ def test_floor_note_only_when_the_default_floor_moved_the_knee_of_a_non_dinov2_m
     assert floor_note("path/to/my-clip", 0.9, 40.0, 60.0) is None  # a floor the user chose
     assert floor_note("facebook/dinov2-small", SIMILARITY_FLOOR, 40.0, 60.0) is None  # the paper's instrument
     assert floor_note("facebook/dinov2-large", SIMILARITY_FLOOR, 40.0, 60.0) is None
+
+
+# Two kinds of unit on x = 0, 25, 50, 75, 100: both curves have Algorithm 1's knee at 50 %; A is at 0.97 there
+# (clears the floor), B at 0.92 and 0.93 at 75 % (below it up to large-only).
+_A = [0.5, 0.9, 0.97, 0.98, 1.0]
+_B = [0.5, 0.9, 0.92, 0.93, 1.0]
+_X5 = [0, 25, 50, 75, 100]
+
+
+def test_early_boundary_stability_is_the_bootstrap_share_of_each_choice():
+    # resamples of the two units: AA and BB a quarter each, AB half. AA chooses 50 %, BB large-only (no SE); the
+    # AB mean is 0.945 at 50 % with SE 0.025, so it reaches the floor within one SE (50 %) but not exactly (100 %)
+    one_se = early_boundary_stability(_X5, [_A, _B], noise_se=1.0, draws=4000)
+    assert one_se[2] == pytest.approx(0.75, abs=0.03) and one_se[4] == pytest.approx(0.25, abs=0.03)
+    exact = early_boundary_stability(_X5, [_A, _B], noise_se=0.0, draws=4000)
+    assert exact[2] == pytest.approx(0.25, abs=0.03) and exact[4] == pytest.approx(0.75, abs=0.03)
+    assert sum(one_se) == pytest.approx(1.0) and one_se[0] == one_se[1] == one_se[3] == 0.0
+    assert early_boundary_stability(_X5, [_A, _A, _A]) == (0.0, 0.0, 1.0, 0.0, 0.0)  # every resample agrees
+    assert early_boundary_stability(_X5, [_A, _B], seed=3) == early_boundary_stability(_X5, [_A, _B], seed=3)
+
+
+def test_early_boundary_stability_checks_its_inputs():
+    with pytest.raises(ValueError, match=r"one column per point of x \(5\), got shape \(2, 4\)"):
+        early_boundary_stability(_X5, [_A[:4], _B[:4]])
+    with pytest.raises(ValueError, match="draws must be an int >= 1, got 0"):
+        early_boundary_stability(_X5, [_A], draws=0)

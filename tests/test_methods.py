@@ -293,3 +293,15 @@ def test_the_summary_warns_when_the_default_floor_moves_the_knee_of_another_feat
     # an explicit floor is the user's decision: no warning
     again = _run(_config(assets, method="full", prompts=PROMPTS[:1], floor=0.9), tmp_path, name="q")
     assert not [n for n in again.record.notes if n.startswith("the similarity floor")]
+
+
+def test_the_early_record_says_how_stable_its_boundary_is_over_bootstrap_resamples(assets, tmp_path):
+    out = _run(_config(assets, method="full"), tmp_path)
+    early = out.record.early
+    units = out.record.num_prompts * len(out.record.seeds)
+    # the tiny pair's similarity is 1.0 everywhere: every resample chooses the same boundary
+    assert early.stability[early.chosen.index] == 1.0 and sum(early.stability) == pytest.approx(1.0)
+    assert early.stability_draws == 200
+    text = f"early boundary stability: {early.chosen.x:g}% in 100% of 200 bootstrap resamples of the {units} unit(s)"
+    assert text in out.summary and "not stable" not in out.summary
+    assert out.profile.calibration["early"]["stability"] == {"draws": 200, "share": list(early.stability)}

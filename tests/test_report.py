@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 import sys
@@ -438,3 +439,27 @@ def test_a_parity_choice_is_described_against_large_only_and_survives_json(tmp_p
     # a record written before the rule existed reads as the minimum rule
     old = {k: v for k, v in late.to_dict().items() if k != "rule"}
     assert LateRecord.from_dict(old).rule == "minimum"
+
+
+def test_stability_text_names_the_share_the_runners_up_and_the_advice():
+    from calibrate.record import EarlyChoice, EarlyRecord
+
+    early = EarlyRecord(
+        x=(0.0, 50.0, 100.0),
+        steps=(0, 10, 20),
+        alpha=0.25,
+        floor=0.96,
+        metrics={},
+        chosen=EarlyChoice(1, 50.0, 0.95),
+        stability=(0.1, 0.4, 0.5),
+        stability_draws=200,
+    )
+    assert early.stability_text(16) == (
+        "50% in 40% of 200 bootstrap resamples of the 16 unit(s) (also 100%: 50%, 0%: 10%); "
+        "not stable at this many units: calibrate on more prompts or seeds"
+    )
+    steady = dataclasses.replace(early, stability=(0.0, 0.9, 0.1))
+    assert steady.stability_text(16) == "50% in 90% of 200 bootstrap resamples of the 16 unit(s) (also 100%: 10%)"
+    assert dataclasses.replace(early, stability=None).stability_text(16) is None
+    again = EarlyRecord.from_dict(early.to_dict())
+    assert again.stability == (0.1, 0.4, 0.5) and again.stability_draws == 200 and "stability" not in again.metrics

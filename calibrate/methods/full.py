@@ -25,7 +25,9 @@ from flowblending.schedule import first_step
 
 from ..boundaries import (
     LATE_RULES,
+    STABILITY_DRAWS,
     difference_se,
+    early_boundary_stability,
     early_curve_premise,
     find_early_boundary,
     floor_note,
@@ -263,6 +265,10 @@ class FullMethod(Method):
         margin = config.noise_se * se
         knee, _, _ = find_early_boundary(xs, y, config.alpha, config.early_reference)
         k = raise_to_floor(xs, y, knee, config.floor, margin)
+        dino_rows = [[u[str(s)]["dino"] for s in steps] + [1.0] for u in per_unit]
+        stability = early_boundary_stability(
+            xs, dino_rows, config.alpha, config.floor, config.noise_se, config.early_reference
+        )
         return EarlyRecord(
             x=tuple(xs),
             steps=(*steps, n),
@@ -275,6 +281,8 @@ class FullMethod(Method):
             se=tuple(float(v) for v in se),
             noise_se=config.noise_se,
             reference=config.early_reference,
+            stability=stability,
+            stability_draws=STABILITY_DRAWS,
         )
 
     @staticmethod
