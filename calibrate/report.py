@@ -726,7 +726,8 @@ def _early_section(early: EarlyRecord | None, plotted: bool) -> list[str]:
         if early.se is not None:
             row.append(_fmt(_at(early.se, i)))
         if early.stability is not None:
-            row.append(f"{early.stability[i]:.0%}")
+            share = early.stability[i]
+            row.append("<1%" if 0 < share < 0.01 else f"{share:.0%}")  # a rare choice is not "0%"
         row.append("★" if c.index == i else "")
         rows.append(row)
     return [*lines, *_table(header, rows), ""]

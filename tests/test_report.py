@@ -463,3 +463,22 @@ def test_stability_text_names_the_share_the_runners_up_and_the_advice():
     assert dataclasses.replace(early, stability=None).stability_text(16) is None
     again = EarlyRecord.from_dict(early.to_dict())
     assert again.stability == (0.1, 0.4, 0.5) and again.stability_draws == 200 and "stability" not in again.metrics
+
+
+def test_the_early_table_shows_each_points_bootstrap_share():
+    from calibrate.record import EarlyChoice, EarlyRecord, Stat
+    from calibrate.report import _early_section
+
+    early = EarlyRecord(
+        x=(0.0, 50.0, 100.0),
+        steps=(0, 10, 20),
+        alpha=0.25,
+        floor=0.96,
+        metrics={"dino": Stat(mean=(0.6, 0.95, 1.0), std=(0.1, 0.05, 0.0))},
+        chosen=EarlyChoice(1, 50.0, 0.95),
+        stability=(0.005, 0.41, 0.585),
+        stability_draws=200,
+    )
+    table = [line for line in _early_section(early, plotted=False) if line.startswith("| ")]
+    assert "chosen in resamples" in table[0]
+    assert table[2].endswith("| <1% |  |") and table[3].endswith("| 41% | ★ |") and table[4].endswith("| 58% |  |")
