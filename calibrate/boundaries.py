@@ -50,6 +50,7 @@ STABLE_SHARE = 0.5
 # Another model's similarities need not share its scale (docs/calibration.md, "Noise": on the demo's feature
 # model the floor moves 192 units' knee from the judge's front to 60 %).
 FLOOR_FEATURE_MODELS = ("facebook/dinov2-",)
+FLOOR_NOTE_PREFIX = "the similarity floor"  # how the summary finds :func:`floor_note`'s note among a record's notes
 
 # Standard errors of slack the early rule gives a point below the similarity floor (module docstring;
 # docs/calibration.md, "Noise").
@@ -343,7 +344,7 @@ def floor_note(feature_model: str, floor: float, knee: float | None, chosen: flo
     if any(str(feature_model).startswith(prefix) for prefix in FLOOR_FEATURE_MODELS):
         return None
     return (
-        f"the similarity floor {floor:g} moved the early boundary from Algorithm 1's knee at {knee:g}% to {chosen:g}%. "
+        f"{FLOOR_NOTE_PREFIX} {floor:g} moved the early boundary from Algorithm 1's knee at {knee:g}% to {chosen:g}%. "
         f"{floor:g} is the paper's reading of DINO(v2) similarities on real video (sec 4.2); the feature model here "
         f"({feature_model}) need not share that scale. Check the early curve in the report against videos you "
         'judge, and pass --floor for this feature model (docs/calibration.md, "Noise").'

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowblending.schedule import Segment
 
+from .boundaries import FLOOR_NOTE_PREFIX
 from .config import CalibrationConfig
 from .methods import get_method
 from .methods.base import Context, Decision
@@ -190,7 +191,7 @@ def summary_text(
         stable = record.early.stability_text(record.num_prompts * len(record.seeds))
         if stable is not None:
             lines.append(f"  early boundary stability: {stable}")
-        lines += [f"  note: {note}" for note in record.notes if note.startswith("the similarity floor")]
+        lines += [f"  note: {note}" for note in record.notes if note.startswith(FLOOR_NOTE_PREFIX)]
     if record.late is not None:
         lines.append(f"  late boundary {record.late.choice_text()}")
     pe, pl = record.divergence.proxy_boundaries

@@ -32,10 +32,10 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _judge(videos: Any, prompts: list[str]) -> dict[str, Any]:
+def _judge(videos: Any, prompts: list[str], classifier: Any) -> dict[str, Any]:
     from calibrate.demo.judge import judge_videos
 
-    verdict = judge_videos(videos, prompts, per_video=True)
+    verdict = judge_videos(videos, prompts, classifier, per_video=True)
     return {
         "accuracy": float(verdict["all"]),
         "detail": float(verdict["detail"]),
@@ -174,6 +174,7 @@ def main() -> None:
     import flowblending
     from calibrate.demo.cli import demo_settings
     from calibrate.demo.data import PROMPTS
+    from calibrate.demo.judge import load_shape_classifier
     from calibrate.sampling import ReplaySampler, Unit
     from calibrate.trie import pattern_plan, walk_trie
     from flowblending.cost import schedule_cost
@@ -206,6 +207,7 @@ def main() -> None:
     }
     sampler = ReplaySampler(pipe, models, kwargs, n)
     prompts = list(PROMPTS[: args.prompts] if args.prompts else PROMPTS)
+    judge = load_shape_classifier()  # once: every leaf of the trie is judged with it
     seeds = [int(s) for s in args.seeds.split(",")]
     flops_per_step = {r: profile.cost.flops_per_step[r] for r in ("large", "small")}
     large_flops = schedule_cost(["large"] * n, flops_per_step).flops_total
@@ -215,7 +217,7 @@ def main() -> None:
         unit = Unit(0, prompts, seed)
 
         def on_leaf(pattern: str, frames: Any) -> None:
-            scores.setdefault(pattern, []).append(_judge(frames, prompts))
+            scores.setdefault(pattern, []).append(_judge(frames, prompts, judge))
 
         walk_trie(sampler, unit, args.segments, on_leaf)
         print(f"seed {seed}: {len(scores)} schedules judged ({time.perf_counter() - started:.0f} s)", flush=True)
@@ -247,7 +249,7 @@ def main() -> None:
         videos = []
         for seed in seeds:
             frames, _ = sampler.run(Unit(0, prompts, seed), list(plan))
-            videos.append(_judge(frames, prompts))
+            videos.append(_judge(frames, prompts, judge))
         marked[label] = {
             "schedule": pattern_of(schedule),
             "segments": [s.to_dict() for s in schedule],

@@ -441,19 +441,26 @@ def test_a_parity_choice_is_described_against_large_only_and_survives_json(tmp_p
     assert LateRecord.from_dict(old).rule == "minimum"
 
 
-def test_stability_text_names_the_share_the_runners_up_and_the_advice():
-    from calibrate.record import EarlyChoice, EarlyRecord
+def _early_with_stability(stability: tuple[float, ...]):
+    """A three-point early record (0, 50, 100 %) choosing 50 %, with the given bootstrap shares."""
+    from calibrate.record import EarlyChoice, EarlyRecord, Stat
 
-    early = EarlyRecord(
+    return EarlyRecord(
         x=(0.0, 50.0, 100.0),
         steps=(0, 10, 20),
         alpha=0.25,
         floor=0.96,
-        metrics={},
+        metrics={"dino": Stat(mean=(0.6, 0.95, 1.0), std=(0.1, 0.05, 0.0))},
         chosen=EarlyChoice(1, 50.0, 0.95),
-        stability=(0.1, 0.4, 0.5),
+        stability=stability,
         stability_draws=200,
     )
+
+
+def test_stability_text_names_the_share_the_runners_up_and_the_advice():
+    from calibrate.record import EarlyRecord
+
+    early = _early_with_stability((0.1, 0.4, 0.5))
     assert early.stability_text(16) == (
         "50% in 40% of 200 bootstrap resamples of the 16 unit(s) (also 100%: 50%, 0%: 10%); "
         "not stable at this many units: calibrate on more prompts or seeds"
@@ -466,19 +473,9 @@ def test_stability_text_names_the_share_the_runners_up_and_the_advice():
 
 
 def test_the_early_table_shows_each_points_bootstrap_share():
-    from calibrate.record import EarlyChoice, EarlyRecord, Stat
     from calibrate.report import _early_section
 
-    early = EarlyRecord(
-        x=(0.0, 50.0, 100.0),
-        steps=(0, 10, 20),
-        alpha=0.25,
-        floor=0.96,
-        metrics={"dino": Stat(mean=(0.6, 0.95, 1.0), std=(0.1, 0.05, 0.0))},
-        chosen=EarlyChoice(1, 50.0, 0.95),
-        stability=(0.005, 0.41, 0.585),
-        stability_draws=200,
-    )
+    early = _early_with_stability((0.005, 0.41, 0.585))
     table = [line for line in _early_section(early, plotted=False) if line.startswith("| ")]
     assert "chosen in resamples" in table[0]
     assert table[2].endswith("| <1% |  |") and table[3].endswith("| 41% | ★ |") and table[4].endswith("| 58% |  |")

@@ -261,11 +261,11 @@ class FullMethod(Method):
             else:
                 metrics[metric] = stat(rows)
         y = metrics["dino"].mean
-        se = mean_se([[u[str(k)]["dino"] for k in steps] + [1.0] for u in per_unit])
+        dino_rows = [[u[str(k)]["dino"] for k in steps] + [1.0] for u in per_unit]
+        se = mean_se(dino_rows)
         margin = config.noise_se * se
         knee, _, _ = find_early_boundary(xs, y, config.alpha, config.early_reference)
         k = raise_to_floor(xs, y, knee, config.floor, margin)
-        dino_rows = [[u[str(s)]["dino"] for s in steps] + [1.0] for u in per_unit]
         stability = early_boundary_stability(
             xs, dino_rows, config.alpha, config.floor, config.noise_se, config.early_reference
         )
